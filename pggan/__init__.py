@@ -1,0 +1,1 @@
+"""Progressive Growing of GANs (Karras et al. 2018): the Ray-free library."""

@@ -1,0 +1,341 @@
+"""Typed, frozen pipeline configuration: YAML in, dotted `--set` overrides, validation that names the key."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_DIR = PACKAGE_ROOT / "pipelines" / "configs"
+DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
+SECRET_KEYS = frozenset({"access_key_id", "secret_access_key"})
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the key, the value and what to do."""
+
+
+def _is_pow2(n: int) -> bool:
+    return n >= 4 and (n & (n - 1)) == 0
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = "synthetic"            # Image folder/bucket URL, or "synthetic" for the built-in demo set.
+    name: str = ""                       # Dataset name under {root}/datasets/; "" derives it from the source.
+    resolution: int = 32                 # Target (final) resolution, a power of two >= 4.
+    synthetic_count: int = 2000          # Demo set: number of images.
+    synthetic_size: int = 64             # Demo set: side of each image.
+    labels: str = "none"                 # "none" or "folders" (label = sub-folder name).
+    fit: str = "crop"                    # Non-square images: "crop" (centre), "pad" or "stretch".
+    background: tuple[int, int, int] = (255, 255, 255)  # Composited under transparent images.
+    min_side: int = 0                    # Skip images whose shorter side is below this (0 = the target resolution).
+    max_pixels: int = 178_956_970        # Decompression-bomb limit (PIL's default x2).
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    latent_dim: int = 512                # Latent vector size (Table 2: 512).
+    fmap_base: int = 8192                # Feature maps at 2**k: min(fmap_base / 2**((k-1)*decay), fmap_max).
+    fmap_decay: float = 1.0
+    fmap_max: int = 512
+    mbstd_group_size: int = 4            # Minibatch-stddev group size (min(group, N) at run time).
+
+    def channels(self, resolution: int) -> int:
+        """Feature maps of the blocks at `resolution` (the paper's nf(stage))."""
+        k = int(math.log2(resolution))
+        return int(min(self.fmap_base / 2 ** ((k - 1) * self.fmap_decay), self.fmap_max))
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    start_resolution: int = 4            # First stage; it has no fade-in.
+    fade_kimg: float = 600.0             # Images (thousands) of fade-in per resolution.
+    stabilize_kimg: float = 600.0        # Images (thousands) of stabilization per resolution.
+    fade_kimg_per_res: dict[int, float] = field(default_factory=dict)       # Per-resolution overrides.
+    stabilize_kimg_per_res: dict[int, float] = field(default_factory=dict)
+    batch_size: dict[int, int] = field(default_factory=lambda: {
+        4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4})  # Global minibatch.
+    lr_per_res: dict[int, float] = field(default_factory=dict)              # Overrides optim.lr.
+    ckpt_kimg: float = 50.0              # Checkpoint every this many kimg (and at each phase end).
+    tick_kimg: float = 10.0              # Log metrics / sample grids every this many kimg.
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 0.001
+    beta1: float = 0.0
+    beta2: float = 0.99
+    eps: float = 1e-8
+    gp_lambda: float = 10.0              # WGAN-GP weight.
+    gp_target: float = 1.0               # WGAN-GP gradient-norm target.
+    drift: float = 0.001                 # epsilon_drift * D(real)^2.
+    ema_beta: float = 0.999              # Generator EMA decay per step.
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    num_workers: int = 2                 # Ray Train (DDP) workers per stage.
+    use_gpu: bool = False
+    cpus_per_worker: float = 0.5         # Fractional on small machines so Ray Data still gets CPUs.
+    max_failures: int = 3                # Worker-group restarts per stage, each from the newest checkpoint.
+    mixed_precision: str = "bf16"        # "bf16" or "none"; only used on GPU, the gradient penalty stays fp32.
+    ray_address: str = ""                # "" = RAY_ADDRESS or a private local cluster; else a cluster address.
+    num_cpus: int = 0                    # Logical CPUs for a local cluster (0 = max(4, machine cores)).
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    root: str = "./pggan-data"           # URL under which datasets/, runs/ and sources/ live.
+    endpoint_url: str = ""               # S3-compatible endpoint; "" = AWS_ENDPOINT_URL or AWS.
+    region: str = ""                     # "" = AWS_REGION.
+    access_key_id: str = field(default="", repr=False)      # "" = AWS_ACCESS_KEY_ID. Never logged.
+    secret_access_key: str = field(default="", repr=False)  # "" = AWS_SECRET_ACCESS_KEY. Never logged.
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    uri: str = ""                        # MLflow tracking URI; "" = sqlite:///{root}/mlflow.db (local roots).
+    experiment: str = "pggan"
+    model_name: str = "pggan"            # Registered model name.
+    register: bool = True                # Log and register the final EMA generator.
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    num_images: int = 1000               # Generated (and real) images per stage-end evaluation.
+    seed: int = 0
+    grid_size: int = 8                   # Sample grids are grid_size x grid_size.
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def replace(self, **sections: Any) -> "PipelineConfig":
+        return dataclasses.replace(self, **sections)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Building from plain data.
+
+def _coerce(key: str, value: Any, tp: Any) -> Any:
+    """Convert a YAML value to the annotated type, or raise ConfigError naming the key."""
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)
+    elif origin is tuple:
+        args = typing.get_args(tp)
+        if isinstance(value, (list, tuple)) and len(value) == len(args):
+            return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
+        raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
+    elif origin is dict:
+        kt, vt = typing.get_args(tp)
+        if isinstance(value, Mapping):
+            return {_coerce(f"{key} (a key)", k, kt): _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
+        raise ConfigError(f"{key}: expected a mapping like {{8: 1.0}}, got {value!r}")
+    else:  # pragma: no cover - programming error
+        raise TypeError(f"unsupported config type {tp} for {key}")
+    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(f"{where}: unknown key (valid keys{' in ' + prefix if prefix else ''}: "
+                          f"{', '.join(sorted(names))})")
+    kwargs = {}
+    for name, value in data.items():
+        key = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            if value is None:
+                value = {}
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{key}: expected a section (mapping), got {value!r}")
+            kwargs[name] = _build(tp, value, key)
+        else:
+            kwargs[name] = _coerce(key, value, tp)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
+    """Build and validate a PipelineConfig from nested plain data (as loaded from YAML)."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config: expected a mapping of sections at the top level, got {type(data).__name__}")
+    cfg = _build(PipelineConfig, data, "")
+    validate(cfg)
+    return cfg
+
+
+def config_to_dict(cfg: PipelineConfig, *, redact: bool = True) -> dict[str, Any]:
+    """Plain nested dict of the config (YAML/JSON-able); secrets are blanked unless redact=False."""
+    out = dataclasses.asdict(cfg)
+    for section in out.values():
+        for k, v in section.items():
+            if isinstance(v, tuple):
+                section[k] = list(v)
+    if redact:
+        for k in SECRET_KEYS:
+            if out["storage"].get(k):
+                out["storage"][k] = "***"
+    return out
+
+
+def flat_params(cfg: PipelineConfig) -> dict[str, str]:
+    """`section.key -> str(value)` for experiment trackers (secrets redacted)."""
+    return {f"{s}.{k}": str(v) for s, sec in config_to_dict(cfg).items() for k, v in sec.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Overrides and loading.
+
+def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Apply `section.key=value` strings (values parsed as YAML) to nested plain data, in place."""
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set data.resolution=64")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if len(parts) < 2 or not all(parts):
+            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set schedule.fade_kimg=2")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({e.__class__.__name__})") from None
+        node = data
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: {p} is not a section")
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
+    """Load a YAML preset (default: pipelines/configs/demo.yaml), apply overrides, validate."""
+    path = Path(path) if path else DEFAULT_CONFIG
+    if not path.exists() and (CONFIG_DIR / path).exists():
+        path = CONFIG_DIR / path
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"config file {str(path)!r}: cannot read it ({e.strerror})") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r}: malformed YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: expected a mapping of sections, got {type(data).__name__}")
+    return config_from_dict(apply_overrides(data, overrides))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Validation: impossible values are errors that name the key.
+
+def _check(ok: bool, key: str, value: Any, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {why}, got {value!r}")
+
+
+def validate(cfg: PipelineConfig) -> None:
+    d, m, s, o, sc, st, t, e = (cfg.data, cfg.model, cfg.schedule, cfg.optim, cfg.scaling, cfg.storage,
+                                cfg.tracking, cfg.eval)
+    _check(_is_pow2(d.resolution), "data.resolution", d.resolution, "must be a power of two >= 4")
+    _check(d.labels in ("none", "folders"), "data.labels", d.labels, "must be 'none' or 'folders'")
+    _check(d.fit in ("crop", "pad", "stretch"), "data.fit", d.fit, "must be 'crop', 'pad' or 'stretch'")
+    _check(all(0 <= c <= 255 for c in d.background), "data.background", list(d.background),
+           "must be three values in 0..255")
+    _check(d.source != "", "data.source", d.source, "must be an image folder/bucket URL or 'synthetic'")
+    _check(d.synthetic_count >= 1, "data.synthetic_count", d.synthetic_count, "must be >= 1")
+    _check(d.synthetic_size >= 4, "data.synthetic_size", d.synthetic_size, "must be >= 4")
+    _check(d.min_side >= 0, "data.min_side", d.min_side, "must be >= 0")
+    _check(d.max_pixels > 0, "data.max_pixels", d.max_pixels, "must be > 0")
+
+    _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "must be >= 1")
+    _check(m.fmap_base >= 1, "model.fmap_base", m.fmap_base, "must be >= 1")
+    _check(m.fmap_max >= 1, "model.fmap_max", m.fmap_max, "must be >= 1")
+    _check(m.fmap_decay >= 0, "model.fmap_decay", m.fmap_decay, "must be >= 0")
+    _check(m.channels(d.resolution) >= 1, "model.fmap_base", m.fmap_base,
+           f"gives 0 feature maps at {d.resolution}x{d.resolution}; raise it")
+    _check(m.mbstd_group_size >= 1, "model.mbstd_group_size", m.mbstd_group_size, "must be >= 1")
+
+    _check(_is_pow2(s.start_resolution) and s.start_resolution <= d.resolution, "schedule.start_resolution",
+           s.start_resolution, f"must be a power of two between 4 and data.resolution ({d.resolution})")
+    _check(s.fade_kimg >= 0, "schedule.fade_kimg", s.fade_kimg, "must be >= 0")
+    _check(s.stabilize_kimg >= 0, "schedule.stabilize_kimg", s.stabilize_kimg, "must be >= 0")
+    for name in ("fade_kimg_per_res", "stabilize_kimg_per_res", "batch_size", "lr_per_res"):
+        for res, v in getattr(s, name).items():
+            _check(_is_pow2(res), f"schedule.{name}", res, "keys must be resolutions (powers of two >= 4)")
+            _check(v > 0 if name in ("batch_size", "lr_per_res") else v >= 0, f"schedule.{name}.{res}", v,
+                   "must be > 0" if name in ("batch_size", "lr_per_res") else "must be >= 0")
+    _check(s.ckpt_kimg > 0, "schedule.ckpt_kimg", s.ckpt_kimg, "must be > 0")
+    _check(s.tick_kimg > 0, "schedule.tick_kimg", s.tick_kimg, "must be > 0")
+    res = s.start_resolution
+    while res <= d.resolution:
+        _check(res in s.batch_size, "schedule.batch_size", sorted(s.batch_size),
+               f"has no minibatch for resolution {res}; add schedule.batch_size.{res}")
+        b = s.batch_size[res]
+        _check(b % sc.num_workers == 0, f"schedule.batch_size.{res}", b,
+               f"must be divisible by scaling.num_workers ({sc.num_workers})")
+        _check(b >= sc.num_workers, f"schedule.batch_size.{res}", b,
+               f"must be at least scaling.num_workers ({sc.num_workers})")
+        res *= 2
+
+    _check(o.lr > 0, "optim.lr", o.lr, "must be > 0")
+    _check(0 <= o.beta1 < 1, "optim.beta1", o.beta1, "must be in [0, 1)")
+    _check(0 <= o.beta2 < 1, "optim.beta2", o.beta2, "must be in [0, 1)")
+    _check(o.eps > 0, "optim.eps", o.eps, "must be > 0")
+    _check(o.gp_lambda >= 0, "optim.gp_lambda", o.gp_lambda, "must be >= 0")
+    _check(o.gp_target > 0, "optim.gp_target", o.gp_target, "must be > 0")
+    _check(o.drift >= 0, "optim.drift", o.drift, "must be >= 0")
+    _check(0 <= o.ema_beta < 1, "optim.ema_beta", o.ema_beta, "must be in [0, 1)")
+
+    _check(sc.num_workers >= 1, "scaling.num_workers", sc.num_workers, "must be >= 1")
+    _check(sc.cpus_per_worker > 0, "scaling.cpus_per_worker", sc.cpus_per_worker, "must be > 0")
+    _check(sc.max_failures >= 0, "scaling.max_failures", sc.max_failures, "must be >= 0")
+    _check(sc.mixed_precision in ("bf16", "none"), "scaling.mixed_precision", sc.mixed_precision,
+           "must be 'bf16' or 'none'")
+    _check(sc.num_cpus >= 0, "scaling.num_cpus", sc.num_cpus, "must be >= 0")
+
+    _check(st.root != "", "storage.root", st.root, "must be a path or URL (file://, s3://, ...)")
+    _check(t.experiment != "", "tracking.experiment", t.experiment, "must not be empty")
+    _check(t.model_name != "", "tracking.model_name", t.model_name, "must not be empty")
+    _check(e.num_images >= 2, "eval.num_images", e.num_images, "must be >= 2 (MS-SSIM needs pairs)")
+    _check(e.grid_size >= 1, "eval.grid_size", e.grid_size, "must be >= 1")

@@ -1,0 +1,88 @@
+"""Config: presets load, overrides apply, and every impossible value is an error that names its key."""
+import subprocess
+import sys
+
+import pytest
+
+from pggan.config import (CONFIG_DIR, ConfigError, PipelineConfig, config_from_dict, config_to_dict,
+                          flat_params, load_config)
+
+
+@pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "celeba-hq-1024.yaml"])
+def test_every_preset_loads_and_round_trips(name):
+    cfg = load_config(CONFIG_DIR / name)
+    assert isinstance(cfg, PipelineConfig)
+    assert config_from_dict(config_to_dict(cfg, redact=False)) == cfg
+
+
+def test_default_config_is_the_demo():
+    assert load_config() == load_config(CONFIG_DIR / "demo.yaml")
+
+
+def test_paper_preset_has_the_paper_network_and_schedule():
+    cfg = load_config(CONFIG_DIR / "celeba-hq-1024.yaml")
+    assert cfg.data.resolution == 1024
+    assert [cfg.model.channels(2 ** k) for k in range(2, 11)] == [512, 512, 512, 512, 256, 128, 64, 32, 16]
+    assert (cfg.schedule.fade_kimg, cfg.schedule.stabilize_kimg) == (600, 600)
+    assert (cfg.optim.lr, cfg.optim.beta1, cfg.optim.beta2, cfg.optim.gp_lambda, cfg.optim.drift) == \
+        (0.001, 0.0, 0.99, 10.0, 0.001)
+
+
+def test_overrides_are_parsed_as_yaml_and_typed():
+    cfg = load_config(None, ["data.resolution=64", "scaling.use_gpu=true", "schedule.fade_kimg=1.5",
+                             "schedule.batch_size={4: 8, 8: 8, 16: 8, 32: 8, 64: 4}", "storage.root=s3://b/x"])
+    assert cfg.data.resolution == 64 and cfg.scaling.use_gpu is True
+    assert cfg.schedule.fade_kimg == 1.5 and cfg.schedule.batch_size[64] == 4
+    assert cfg.storage.root == "s3://b/x"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("data.resolution=48", "data.resolution"),
+    ("data.resolution=2", "data.resolution"),
+    ("schedule.fade_kimg=-1", "schedule.fade_kimg"),
+    ("schedule.batch_size={4: 32, 8: 32, 16: 33, 32: 16}", "schedule.batch_size.16"),
+    ("scaling.num_workers=3", "schedule.batch_size.4"),
+    ("optim.lr=0", "optim.lr"),
+    ("optim.beta2=1.5", "optim.beta2"),
+    ("data.fit=zoom", "data.fit"),
+    ("data.resolution=many", "data.resolution"),
+    ("data.resolution=64", "schedule.batch_size"),
+    ("schedule.start_resolution=64", "schedule.start_resolution"),
+    ("model.latent_dims=5", "model.latent_dims"),
+    ("optimizer.lr=0.1", "optimizer"),
+    ("eval.num_images=1", "eval.num_images"),
+])
+def test_impossible_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [override])
+    assert str(e.value).startswith(key), str(e.value)
+
+
+def test_malformed_yaml_names_the_file_and_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data:\n  resolution: [32\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*malformed YAML at line"):
+        load_config(bad)
+
+
+def test_malformed_override_says_how_to_write_it():
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(None, ["resolution"])
+
+
+def test_secrets_never_appear_in_the_logged_config():
+    cfg = load_config(None, ["storage.access_key_id=AKIASECRET", "storage.secret_access_key=hunter2"])
+    text = repr(cfg) + str(config_to_dict(cfg)) + str(flat_params(cfg))
+    assert "AKIASECRET" not in text and "hunter2" not in text
+    assert cfg.storage.secret_access_key == "hunter2"
+
+
+def test_cli_bad_config_is_one_clear_line_without_traceback(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  latent_dimm: 3\n")
+    r = subprocess.run([sys.executable, "-m", "pggan.cli", "summary", "--config", str(bad)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = [l for l in r.stderr.strip().splitlines() if l]
+    assert len(lines) == 1 and "model.latent_dimm" in lines[0]
