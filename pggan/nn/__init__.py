@@ -1,0 +1,7 @@
+"""PGGAN networks and layers (PyTorch only)."""
+from pggan.nn.layers import (EqualizedConv2d, EqualizedLinear, MinibatchStddev, PixelNorm, downsample2x,
+                             upsample2x)
+from pggan.nn.networks import Discriminator, Generator, grow_discriminator, grow_generator
+
+__all__ = ["EqualizedConv2d", "EqualizedLinear", "MinibatchStddev", "PixelNorm", "downsample2x", "upsample2x",
+           "Generator", "Discriminator", "grow_generator", "grow_discriminator"]
