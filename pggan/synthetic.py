@@ -1,0 +1,93 @@
+"""The built-in demo data set: procedural coloured shapes (circles, squares, triangles) on gradients, seeded PNGs."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from pggan import storage as st
+from pggan.imaging import encode_png
+
+if TYPE_CHECKING:
+    from pggan.config import StorageConfig
+
+SHAPES = ("circle", "square", "triangle")
+COMPLETE_MARKER = "_COMPLETE"  # written last; "_" names are ignored by ingest
+_SUPERSAMPLE = 4  # shapes are drawn 4x larger and box-filtered down: smooth edges
+
+
+def _gradient(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A linear gradient between two random colours in a random direction: float [size, size, 3]."""
+    c0, c1 = rng.uniform(0, 255, 3), rng.uniform(0, 255, 3)
+    angle = rng.uniform(0, 2 * math.pi)
+    yy, xx = np.mgrid[0:size, 0:size] / max(size - 1, 1)
+    t = (xx - 0.5) * math.cos(angle) + (yy - 0.5) * math.sin(angle) + 0.5  # [size, size], ~[0, 1]
+    t = np.clip(t, 0.0, 1.0)[:, :, None]
+    return c0 * (1 - t) + c1 * t
+
+
+def _random_shape(rng: np.random.Generator, big: int) -> tuple[str, tuple[float, float, float], float, tuple]:
+    """(kind, (cx, cy, radius), rotation, colour) on a big x big canvas."""
+    kind = SHAPES[int(rng.integers(len(SHAPES)))]
+    radius = float(rng.uniform(0.12, 0.3) * big)
+    cx, cy = (float(v) for v in rng.uniform(radius, big - radius, 2))
+    rotation = float(rng.uniform(0, 120))
+    color = tuple(int(c) for c in rng.integers(0, 256, 3))
+    return kind, (cx, cy, radius), rotation, color
+
+
+def _paint(draw: ImageDraw.ImageDraw, kind: str, circle: tuple[float, float, float], rotation: float,
+           fill) -> None:
+    cx, cy, r = circle
+    if kind == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+    else:
+        draw.regular_polygon(circle, 4 if kind == "square" else 3, rotation=rotation, fill=fill)
+
+
+def synthetic_image(rng: np.random.Generator, size: int) -> np.ndarray:
+    """One demo image: a gradient background with 1-3 random shapes; uint8 [size, size, 3]."""
+    big = size * _SUPERSAMPLE
+    background = Image.fromarray(np.rint(_gradient(rng, size)).astype(np.uint8), "RGB")
+    canvas = Image.new("RGB", (big, big))
+    mask = Image.new("L", (big, big), 0)
+    draw_rgb, draw_mask = ImageDraw.Draw(canvas), ImageDraw.Draw(mask)
+    for _ in range(int(rng.integers(1, 4))):
+        kind, circle, rotation, color = _random_shape(rng, big)
+        _paint(draw_rgb, kind, circle, rotation, color)
+        _paint(draw_mask, kind, circle, rotation, 255)
+    shapes = canvas.resize((size, size), Image.Resampling.BOX)
+    coverage = mask.resize((size, size), Image.Resampling.BOX)  # antialiased edges
+    background.paste(shapes, mask=coverage)
+    return np.asarray(background, dtype=np.uint8)
+
+
+def image_rng(seed: int, index: int) -> np.random.Generator:
+    """Image `index` of a seeded set is the same whatever the set's size."""
+    return np.random.default_rng([seed, index])
+
+
+def is_complete(out_url: str, storage: StorageConfig | None = None) -> bool:
+    return st.exists(st.join(out_url, COMPLETE_MARKER), storage)
+
+
+def write_synthetic_dataset(out_url: str, count: int, size: int, seed: int = 0,
+                            storage: StorageConfig | None = None, threads: int = 8) -> str:
+    """Write `count` PNGs img000000.png... of `size`x`size` under out_url, then the _COMPLETE marker; returns URL."""
+    if count < 1 or size < 4:
+        raise ValueError(f"need count >= 1 and size >= 4, got count={count} size={size}")
+    out_url = st.to_url(out_url)
+
+    def write_one(i: int) -> None:
+        png = encode_png(synthetic_image(image_rng(seed, i), size))
+        st.write_bytes_atomic(st.join(out_url, f"img{i:06d}.png"), png, storage)
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(write_one, range(count)))  # list(): re-raise the first failure
+    st.write_json_atomic(st.join(out_url, COMPLETE_MARKER),
+                         {"count": count, "size": size, "seed": seed}, storage)
+    return out_url
