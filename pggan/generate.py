@@ -1,0 +1,185 @@
+"""Sample a trained generator: load it (models:/ URI or checkpoint), seeded images, grids, latent walks; `pggan generate`."""
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import sys
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pggan import storage as st
+from pggan.config import PipelineConfig
+from pggan.imaging import encode_png, image_grid, to_uint8
+from pggan.training import generate, sample_latents
+
+MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
+MAX_SEED = 2**63 - 1
+
+
+class GenerateError(ValueError):
+    """A generate request that cannot be served (bad source, count or seed); the message says what to do."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loading.
+
+def is_mlflow_uri(source: str) -> bool:
+    return source.startswith(MLFLOW_SCHEMES)
+
+
+def load_generator(source: str, storage: Any = None, tracking_uri: str | None = None) -> torch.nn.Module:
+    """The generator behind `source`: an MLflow model URI (models:/pggan@champion, runs:/..., models:/m-...)
+    or a checkpoint directory / URL (its EMA generator). Returned on the CPU in eval mode."""
+    if is_mlflow_uri(source):
+        return _load_from_mlflow(source, tracking_uri)
+    from pggan.checkpoint import CheckpointError, build_generator, load_checkpoint
+
+    try:
+        state = load_checkpoint(source, storage)
+    except (CheckpointError, FileNotFoundError) as e:
+        raise GenerateError(f"{source!r}: not an MLflow model URI (models:/NAME@ALIAS, runs:/ID/PATH) "
+                            f"and not a readable checkpoint ({e})") from None
+    return build_generator(state)
+
+
+def _load_from_mlflow(uri: str, tracking_uri: str | None) -> torch.nn.Module:
+    import mlflow.pytorch
+    from mlflow.exceptions import MlflowException
+
+    from pggan.registry import using_tracking_uri
+
+    try:
+        with using_tracking_uri(tracking_uri):
+            G = mlflow.pytorch.load_model(uri, map_location="cpu")
+    except MlflowException as e:
+        where = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or "the default tracking URI"
+        raise GenerateError(f"{uri!r}: MLflow could not load it from {where} ({e.message}); check the "
+                            "model name and alias, and --tracking-uri / MLFLOW_TRACKING_URI") from None
+    return G.eval().requires_grad_(False)
+
+
+def latent_dim_of(G: torch.nn.Module) -> int:
+    """The latent size of a pggan Generator (ours carry their ModelConfig)."""
+    model = getattr(G, "model", None)
+    if model is None or not hasattr(model, "latent_dim"):
+        raise GenerateError(f"{type(G).__name__} is not a pggan Generator (no .model.latent_dim); load it with "
+                            "pggan.generate.load_generator or mlflow.pytorch.load_model of a pggan model")
+    return int(model.latent_dim)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling.
+
+def check_request(num: int, seed: int, max_num: int | None = None) -> None:
+    if not 1 <= num <= (max_num or num):
+        limit = f" and at most {max_num}" if max_num else ""
+        raise GenerateError(f"number of images {num}: must be at least 1{limit}")
+    if not 0 <= seed <= MAX_SEED:
+        raise GenerateError(f"seed {seed}: must be in 0..2**63-1")
+
+
+def generate_images(G: torch.nn.Module, num: int, seed: int = 0, batch: int = 64) -> np.ndarray:
+    """`num` images from the latents of `seed`: uint8 [num, R, R, 3]. The same seed gives the same images."""
+    check_request(num, seed)
+    z = sample_latents(num, latent_dim_of(G), seed)              # [num, latent]
+    return to_uint8(generate(G, z, batch=batch))                 # [num, R, R, 3]
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
+    """Spherical interpolation between latent batches a, b [N, latent] (Gaussian latents stay on their shell)."""
+    a_n, b_n = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+    omega = torch.acos((a_n * b_n).sum(dim=1, keepdim=True).clamp(-1.0, 1.0))   # [N, 1]
+    so = torch.sin(omega)
+    safe = so.abs() > 1e-6
+    return torch.where(safe, (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / so.where(safe, 1.0),
+                       torch.lerp(a, b, t))                     # nearly parallel: plain lerp
+
+
+def interpolate(G: torch.nn.Module, num: int, seed: int, steps: int, keyframes: int = 4,
+                batch: int = 64) -> np.ndarray:
+    """A looping latent walk: `keyframes` random points per walk, `steps` frames between consecutive ones, `num`
+    walks side by side. Returns uint8 frames [keyframes * steps, num, R, R, 3]."""
+    check_request(num, seed)
+    if steps < 1 or keyframes < 2:
+        raise GenerateError(f"--interpolate {steps} with {keyframes} keyframes: need at least 1 step and 2 keyframes")
+    keys = sample_latents(keyframes * num, latent_dim_of(G), seed).reshape(keyframes, num, -1)  # [K, num, latent]
+    frames = []
+    for f in range(keyframes * steps):
+        k, t = divmod(f, steps)
+        z = slerp(keys[k], keys[(k + 1) % keyframes], t / steps)  # [num, latent]
+        frames.append(to_uint8(generate(G, z, batch=batch)))     # [num, R, R, 3]
+    return np.stack(frames)                                      # [F, num, R, R, 3]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Encoding.
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    return buf.getvalue()
+
+
+def gif_bytes(frames: np.ndarray, fps: float = 12.0) -> bytes:
+    """uint8 [F, H, W, 3] -> an endlessly looping animated GIF."""
+    images = [Image.fromarray(f) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
+    return buf.getvalue()
+
+
+def output_format(out: str, fmt: str | None, interpolate_steps: int) -> str:
+    """png | npy | gif, from --format or the --out suffix."""
+    fmt = fmt or {".npy": "npy", ".gif": "gif"}.get(os.path.splitext(out)[1].lower(), "png")
+    if interpolate_steps and fmt == "png":
+        fmt = "gif"
+    if fmt == "gif" and not interpolate_steps:
+        raise GenerateError(f"--out {out!r}: a GIF is a latent walk; add --interpolate STEPS (e.g. 8)")
+    return fmt
+
+
+def render(G: torch.nn.Module, args: argparse.Namespace) -> bytes:
+    """The bytes of --out: a PNG grid, raw uint8 images (.npy), or a GIF / .npy of a latent walk."""
+    fmt = output_format(args.out, args.format, args.interpolate)
+    if args.interpolate:
+        frames = interpolate(G, args.num, args.seed, args.interpolate, args.keyframes, args.batch)  # [F, n, R, R, 3]
+        if fmt == "npy":
+            return npy_bytes(frames)
+        return gif_bytes(np.stack([image_grid(f, cols=args.cols) for f in frames]), args.fps)
+    images = generate_images(G, args.num, args.seed, args.batch)          # [n, R, R, 3]
+    return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=args.cols))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `pggan generate` (arguments in pggan.cli.add_generate_args).
+
+def tracking_uri_for(source: str, explicit: str | None, cfg: PipelineConfig) -> str | None:
+    """For an MLflow `source`: `explicit` (--tracking-uri), else the config's tracking.uri / MLFLOW_TRACKING_URI /
+    the SQLite file under storage.root. None for a checkpoint source."""
+    if not is_mlflow_uri(source):
+        return None
+    if explicit:
+        return explicit
+    from pggan.tracking import TrackingError, resolve_tracking_uri
+
+    try:
+        return resolve_tracking_uri(cfg)
+    except TrackingError as e:
+        raise GenerateError(f"{source!r} needs a tracking URI: {e}") from None
+
+
+def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """Generate images from a registered model or a checkpoint: a PNG grid, raw .npy, or a GIF latent walk."""
+    try:
+        G = load_generator(args.model, cfg.storage, tracking_uri_for(args.model, args.tracking_uri, cfg))
+        data = render(G, args)
+    except GenerateError as e:
+        print(f"pggan generate: error: {e}", file=sys.stderr)
+        return 2
+    st.write_bytes_atomic(st.to_url(args.out), data, cfg.storage)
+    print(f"wrote {args.out} ({len(data)} bytes)")
+    return 0
