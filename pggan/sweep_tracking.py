@@ -1,0 +1,93 @@
+"""A schedule sweep in MLflow: one sweep parent run; each trial's pipeline run (with its stage runs) nested under it,
+tagged with the trial's searched values, outcome and cost; the best config attached to the parent."""
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+from mlflow.entities import Metric
+
+from pggan import tracking as tr
+from pggan.config import PipelineConfig, config_to_dict
+
+TAG_SWEEP = "pggan.sweep"               # The sweep name, on the sweep run and on every trial run.
+TAG_TRIAL = "pggan.trial"               # The trial index, on trial runs.
+TAG_OUTCOME = "pggan.sweep.outcome"     # "completed", "stopped" (by the scheduler, at a stage boundary) or "error".
+KIND_SWEEP = "sweep"
+
+
+def _find(client, experiment_id: str, tags: Mapping[str, str]) -> str | None:
+    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1, order_by=["start_time ASC"])
+    return found[0].info.run_id if found else None
+
+
+def start_sweep_run(cfg: PipelineConfig, sweep: str, params: Mapping[str, str]) -> str:
+    """The sweep's parent run (created once; a resumed sweep continues it); also creates the tracking database
+    and experiment before trials log concurrently. Returns its MLflow run id."""
+    uri = tr.resolve_tracking_uri(cfg)
+    tr.check_tracking_reachable(uri)
+    client = tr.client_for(uri)
+    experiment_id = tr.ensure_experiment(uri, cfg.tracking.experiment)
+    tags = {TAG_SWEEP: sweep, tr.TAG_KIND: KIND_SWEEP}
+    run_id = _find(client, experiment_id, tags)
+    if run_id is None:
+        run_id = client.create_run(experiment_id, run_name=sweep, tags=tags).info.run_id
+    elif client.get_run(run_id).info.status != "RUNNING":
+        client.update_run(run_id, status="RUNNING")
+    tr.log_params_once(client, run_id, dict(params))
+    client.log_dict(run_id, config_to_dict(cfg), "base_config.yaml")
+    return run_id
+
+
+def attach_trial_run(cfg: PipelineConfig, sweep_run_id: str, sweep: str, index: int, run_id: str,
+                     values: Mapping[str, Any]) -> str:
+    """The trial's pipeline parent run (the one full_run logs to), nested under the sweep run and tagged with the
+    trial's searched values (params `search.KEY`). Idempotent. Returns its MLflow run id."""
+    mlflow_id = tr.start_parent_run(cfg, run_id)
+    client = tr.client_for(tr.resolve_tracking_uri(cfg))
+    for key, value in {tr.TAG_PARENT: sweep_run_id, TAG_SWEEP: sweep, TAG_TRIAL: str(index)}.items():
+        client.set_tag(mlflow_id, key, value)
+    tr.log_params_once(client, mlflow_id, {f"search.{k}": str(v) for k, v in values.items()})
+    return mlflow_id
+
+
+def trial_runs(cfg: PipelineConfig, sweep_run_id: str) -> list[Any]:
+    """The sweep's trial runs (MLflow Run objects), oldest first."""
+    client = tr.client_for(tr.resolve_tracking_uri(cfg))
+    experiment_id = client.get_run(sweep_run_id).info.experiment_id
+    return client.search_runs([experiment_id], filter_string=f"tags.`{tr.TAG_PARENT}` = '{sweep_run_id}'",
+                              order_by=["start_time ASC"])
+
+
+def record_trial_outcome(cfg: PipelineConfig, sweep_run_id: str, run_id: str, outcome: str,
+                         metrics: Mapping[str, float]) -> None:
+    """After the sweep: the trial's outcome tag and cost metrics; a stopped or failed trial's run (and its open
+    stage runs) are closed as KILLED / FAILED. Idempotent."""
+    client = tr.client_for(tr.resolve_tracking_uri(cfg))
+    experiment_id = client.get_run(sweep_run_id).info.experiment_id
+    mlflow_id = _find(client, experiment_id, {tr.TAG_RUN_ID: run_id, tr.TAG_KIND: "pipeline"})
+    if mlflow_id is None:                        # the trial failed before full_run reached tracking
+        return
+    client.set_tag(mlflow_id, TAG_OUTCOME, outcome)
+    now = int(time.time() * 1000)
+    client.log_batch(mlflow_id, metrics=[Metric(f"sweep.{k}", float(v), now, 0) for k, v in metrics.items()])
+    status = {"stopped": "KILLED", "error": "FAILED"}.get(outcome)
+    if status is None:
+        return
+    stages = client.search_runs([experiment_id], filter_string=f"tags.`{tr.TAG_PARENT}` = '{mlflow_id}'")
+    for run in [*stages, client.get_run(mlflow_id)]:
+        if run.info.status == "RUNNING":
+            client.set_terminated(run.info.run_id, status=status)
+
+
+def finish_sweep_run(cfg: PipelineConfig, sweep_run_id: str, best: Mapping[str, Any] | None, best_yaml: str,
+                     trials: list[Mapping[str, Any]]) -> None:
+    """The sweep's result on its parent run: best_swd_avg and the best trial, best.yaml and the trial table."""
+    client = tr.client_for(tr.resolve_tracking_uri(cfg))
+    if best is not None:
+        client.log_metric(sweep_run_id, "best_swd_avg", float(best["swd_avg"]))
+        client.set_tag(sweep_run_id, "pggan.sweep.best_run_id", best["run_id"])
+        client.log_text(sweep_run_id, best_yaml, "best.yaml")
+    client.log_dict(sweep_run_id, {"trials": list(trials)}, "trials.json")
+    client.set_terminated(sweep_run_id, status="FINISHED" if best is not None else "FAILED")
