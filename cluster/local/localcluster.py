@@ -5,7 +5,8 @@
     ray job submit --working-dir . -- python pipelines/full_run.py --set storage.root=s3://pggan/demo ...
     python cluster/local/localcluster.py stop [--root DIR]
 
-In Python (tests): `with LocalCluster() as c: c.start(num_worker_nodes=2); ...` or start()/stop().
+In Python (tests): `with LocalCluster() as c: c.start(num_worker_nodes=2); ...` or start()/stop();
+`c.stop_node(i)` kills worker node i abruptly (a machine lost mid-run), `c.node_ids()` maps node index -> Ray node id.
 
 Every process it starts (and every process those start: raylets, Ray workers, job drivers, uvicorn workers) carries
 PGGAN_LOCAL_CLUSTER=<root> in its environment; stop() ends exactly those. It never runs `ray stop`, which would end
@@ -36,6 +37,7 @@ from pathlib import Path
 import psutil
 
 MARKER = "PGGAN_LOCAL_CLUSTER"
+NODE_MARKER = "PGGAN_LOCAL_NODE"           # the node index (0 = head), inherited by everything a raylet starts
 HOST = "127.0.0.1"
 S3_KEYS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_REGION": "us-east-1", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -63,12 +65,13 @@ def http_get(url: str, headers: dict[str, str] | None = None, timeout: float = 2
         return response.read()
 
 
-def cluster_processes(root: str | Path) -> list[psutil.Process]:
-    """Every live process whose environment says it belongs to the cluster under `root`."""
+def cluster_processes(root: str | Path, node: int | None = None) -> list[psutil.Process]:
+    """Every live process whose environment says it belongs to the cluster under `root` (to its node `node`)."""
     root, me = str(root), os.getpid()
     found = []
     for p in psutil.process_iter(["environ"], ad_value=None):
-        if p.pid != me and (p.info["environ"] or {}).get(MARKER) == root:
+        env = p.info["environ"] or {}
+        if p.pid != me and env.get(MARKER) == root and (node is None or env.get(NODE_MARKER) == str(node)):
             found.append(p)
     return found
 
@@ -236,15 +239,18 @@ class LocalCluster:
                 "--ray-client-server-port", str(free_port()), *self._node_args(0, cpus)]
 
     def _worker_command(self, index: int, cpus: int) -> list[str]:
+        # Its own temp dir, as its own disk on a real cluster: nodes sharing one would share runtime_resources/,
+        # where each node's agent re-extracts a job's working_dir, deleting it under the running job driver.
         return [str(BIN / "ray"), "start", "--address", self.env["RAY_ADDRESS"],
-                "--temp-dir", str(self.root / "ray"), *self._node_args(index, cpus)]
+                "--temp-dir", str(self.root / f"ray-{index}"), *self._node_args(index, cpus)]
 
     def _start_node(self, index: int, cpus: int, attempts: int = 3) -> None:
         """Start Ray node `index` (0 = the head) and wait until the head counts index + 1 alive nodes; retry a
         node that gave up starting (with fresh ports)."""
         name = "ray-head" if index == 0 else f"ray-node-{index}"
         for attempt in range(1, attempts + 1):
-            self._spawn(name, self._head_command(cpus) if index == 0 else self._worker_command(index, cpus))
+            command = self._head_command(cpus) if index == 0 else self._worker_command(index, cpus)
+            self._spawn(name, command, **{NODE_MARKER: str(index)})
             try:
                 self._wait_for(f"Ray node {name}", lambda: self.alive_node_count() > index)
                 return
@@ -283,6 +289,17 @@ class LocalCluster:
             return 0
         return sum(1 for n in body["data"]["result"]["result"] if n["state"] == "ALIVE")
 
+    def node_ids(self) -> dict[int, str]:
+        """Alive nodes as {index: Ray node id} (index 0 is the head), from each node's node_<index> resource."""
+        auth = {"Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"}
+        body = json.loads(http_get(self.dashboard_url + "/api/v0/nodes?limit=1000&detail=true", auth, timeout=10))
+        found = {}
+        for n in body["data"]["result"]["result"]:
+            own = [k for k in n.get("resources_total", {}) if k.startswith("node_")]
+            if n["state"] == "ALIVE" and own:
+                found[int(own[0].removeprefix("node_"))] = n["node_id"]
+        return found
+
     def _make_bucket(self) -> None:
         import boto3
 
@@ -306,6 +323,25 @@ class LocalCluster:
     def processes(self) -> list[psutil.Process]:
         """Every live process of this cluster (servers, Ray nodes, their workers and job drivers)."""
         return cluster_processes(self.root)
+
+    def stop_node(self, index: int) -> None:
+        """Kill worker node `index` (1 ... N) the way a lost machine goes: SIGKILL to its `ray start`, raylet, and
+        every worker and helper it started, with no drain. The head (0) is the cluster: stop() ends it."""
+        if index == 0:
+            raise ValueError("stop_node(0) would kill the head, which ends the whole cluster; use stop()")
+        procs = cluster_processes(self.root, node=index)
+        if not procs:
+            raise ValueError(f"no running process belongs to node {index} of the cluster under {self.root} "
+                             f"(worker nodes are 1 ... N; stopped already?)")
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
+        psutil.wait_procs(procs, timeout=10)
+        for s in self.services:
+            if s.name == f"ray-node-{index}" and s.proc.poll() is None:
+                s.proc.wait(timeout=10)                         # reap our own `ray start` child
 
     def stop(self, keep_files: bool = False) -> None:
         """End every process of the cluster and reap the ones started here; delete root if it was made here."""
