@@ -162,7 +162,9 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
     elif origin is dict:
         kt, vt = typing.get_args(tp)
         if isinstance(value, Mapping):
-            return {_coerce(f"{key} (a key)", k, kt): _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
+            # `--set schedule.batch_size.8=32` arrives with the key as the string "8".
+            return {_coerce(f"{key} (a key)", int(k) if kt is int and isinstance(k, str) and k.isdigit() else k, kt):
+                    _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
         raise ConfigError(f"{key}: expected a mapping like {{8: 1.0}}, got {value!r}")
     else:  # pragma: no cover - programming error
         raise TypeError(f"unsupported config type {tp} for {key}")

@@ -58,6 +58,12 @@ def test_impossible_values_name_the_key(override, key):
     assert str(e.value).startswith(key), str(e.value)
 
 
+def test_one_resolution_can_be_overridden_by_its_dotted_key():
+    cfg = load_config(None, ["schedule.batch_size.8=8", "schedule.fade_kimg_per_res.16=1"])
+    assert cfg.schedule.batch_size[8] == 8 and cfg.schedule.batch_size[4] == 32
+    assert cfg.schedule.fade_kimg_per_res == {16: 1.0}
+
+
 def test_malformed_yaml_names_the_file_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("data:\n  resolution: [32\n")

@@ -1,0 +1,117 @@
+"""What Ray Train costs a stage: steady-state images/s of one stage under Ray Train (1 worker) against the same
+training step in a plain process (same model, minibatch, resolution; data in memory), the fixed cost per stage
+(start, data pipeline, checkpoint saves, teardown) in seconds, and 2 workers against 1. Prints JSON lines.
+
+    python benchmarks/stage_overhead.py [--config demo.yaml] [--res 16] [--kimg 3] [--root /tmp/pggan-bench]
+
+Steady state = the stage's per-tick img/s after its first tick (which includes the data pipeline's start).
+The plain loop uses as many torch threads as the 1-worker Ray stage gets (scaling.cpus_per_worker = all cores).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from pggan import storage as st  # noqa: E402
+from pggan import training  # noqa: E402
+from pggan.config import PipelineConfig, load_config  # noqa: E402
+from pggan.dataset import dataset_url, read_level_numpy  # noqa: E402
+from pggan.imaging import to_float  # noqa: E402
+from pggan.runlog import read_jsonl  # noqa: E402
+from pggan.schedule import stage_plan  # noqa: E402
+
+
+def emit(**fields) -> None:
+    print(json.dumps({"bench": "stage_overhead", **fields}), flush=True)
+
+
+def bench_config(args: argparse.Namespace, workers: int, cpus_per_worker: float) -> PipelineConfig:
+    """One stage at args.res with no fade-in (it is the start resolution), args.kimg images long."""
+    return load_config(args.config, [
+        f"storage.root={args.root}", f"data.resolution={args.res}", f"schedule.start_resolution={args.res}",
+        "schedule.fade_kimg=0", f"schedule.stabilize_kimg={args.kimg}", f"schedule.tick_kimg={args.kimg / 6:g}",
+        f"schedule.ckpt_kimg={args.kimg / 2:g}", f"scaling.num_workers={workers}",
+        f"scaling.cpus_per_worker={cpus_per_worker}", "scaling.max_failures=0"])
+
+
+def plain_loop(cfg: PipelineConfig, res: int, steps: int, warmup: int, threads: int) -> float:
+    """img/s of train_step in this process on in-memory data (global minibatch, one process)."""
+    torch.set_num_threads(threads)
+    plan = stage_plan(cfg, res)
+    images = torch.from_numpy(read_level_numpy(dataset_url(cfg), res, cfg.storage))   # uint8 [N, R, R, 3]
+    nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, "cpu", init_seed=0)
+    stream = training.cycle_batches(iter(images.split(plan.batch_size)[:-1]), lambda: iter(()), plan.batch_size,
+                                    cache_bytes=1 << 40)
+    for i in range(warmup + steps):
+        if i == warmup:
+            started = time.perf_counter()
+        reals = to_float(next(stream))
+        training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, 1.0, cfg)
+    return steps * plan.batch_size / (time.perf_counter() - started)
+
+
+def ray_stage(cfg: PipelineConfig, res: int, run_id: str) -> dict:
+    """Run the stage under Ray Train; steady img/s from its ticks, fixed cost = wall - training time."""
+    from pipelines.runtime import worker_config
+    from pipelines.train_stage import StageJob, run_stage
+
+    cfg = worker_config(cfg)
+    job = StageJob(cfg, run_id, res, dataset_url(cfg))
+    started = time.perf_counter()
+    out = run_stage(job)
+    wall = time.perf_counter() - started
+    ticks = read_jsonl(st.join(job.log_url, "metrics.jsonl"))
+    steady = [t["img_per_s"] for t in ticks[1:]] or [ticks[-1]["img_per_s"]]
+    training_s = sum(t["tick_s"] for t in ticks)
+    return {"img_per_s": statistics.median(steady), "wall_s": round(wall, 2),
+            "fixed_s": round(wall - training_s, 2), "nimg": out["nimg"],
+            "threads": read_jsonl(st.join(job.log_url, "resume.jsonl"))[-1].get("threads")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="demo.yaml", help="model and minibatch from this preset (demo.yaml)")
+    parser.add_argument("--res", type=int, default=16, help="resolution of the stage (default 16)")
+    parser.add_argument("--kimg", type=float, default=3.0, help="images (thousands) per Ray stage (default 3)")
+    parser.add_argument("--steps", type=int, default=40, help="timed steps of the plain loop (default 40)")
+    parser.add_argument("--root", default="/tmp/pggan-bench", help="storage root for data and runs")
+    args = parser.parse_args(argv)
+
+    import ray
+
+    from pipelines.ingest import ingest
+    from pipelines.runtime import init_ray
+
+    cores = os.cpu_count() or 1
+    one = bench_config(args, 1, float(cores))
+    init_ray(one)
+    ingest(one, log=lambda _: None)
+    plan = stage_plan(one, args.res)
+    plain = plain_loop(one, args.res, args.steps, warmup=5, threads=cores)
+    emit(case="plain", res=args.res, batch=plan.batch_size, threads=cores, img_per_s=round(plain, 1))
+
+    stamp = time.strftime("%H%M%S")
+    r1 = ray_stage(one, args.res, f"bench-{stamp}-1w")
+    emit(case="ray_1_worker", res=args.res, batch=plan.batch_size, **r1,
+         ratio_vs_plain=round(r1["img_per_s"] / plain, 3))
+    r2 = ray_stage(bench_config(args, 2, cores / 2), args.res, f"bench-{stamp}-2w")
+    emit(case="ray_2_workers", res=args.res, batch=plan.batch_size, **r2,
+         ratio_vs_1_worker=round(r2["img_per_s"] / r1["img_per_s"], 3))
+    emit(case="summary", res=args.res, batch=plan.batch_size, cores=cores,
+         ray_vs_plain=round(r1["img_per_s"] / plain, 3), fixed_s_per_stage=r1["fixed_s"],
+         two_vs_one_worker=round(r2["img_per_s"] / r1["img_per_s"], 3))
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

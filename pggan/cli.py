@@ -1,0 +1,201 @@
+"""The `pggan` command line: one small (add_args, run) pair per subcommand, registered in COMMANDS."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable
+
+import yaml
+
+from pggan.config import ConfigError, PipelineConfig, load_config
+
+AddArgs = Callable[[argparse.ArgumentParser], None]
+Run = Callable[[argparse.Namespace], int]
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    """--config FILE and repeatable --set section.key=value, shared by every subcommand that reads a config."""
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="YAML preset (default: pipelines/configs/demo.yaml; a bare name is looked up there)")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                        help="override one setting, e.g. --set data.resolution=64 (repeatable)")
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    return load_config(args.config, args.overrides)
+
+
+def add_tracking_uri_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI for models:/ URIs (default: MLFLOW_TRACKING_URI, else the "
+                             "config's tracking.uri or the SQLite file under storage.root)")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# summary
+
+def add_summary_args(parser: argparse.ArgumentParser) -> None:
+    add_config_args(parser)
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="resolution of the networks to tabulate (default: data.resolution)")
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    """Print Table-2-style layer tables (layer, activation, output shape, parameters) for G and D."""
+    from pggan.nn.networks import check_resolution
+    from pggan.nn.summary import summary_text
+
+    cfg = config_from_args(args)
+    resolution = args.resolution or cfg.data.resolution
+    try:
+        check_resolution(resolution)
+    except ValueError as e:
+        raise ConfigError(f"--resolution: {e}") from None
+    print(summary_text(cfg.model, resolution))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# generate (the work is in pggan.generate)
+
+def add_generate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True,
+                        help="models:/NAME@ALIAS (e.g. models:/pggan@champion), runs:/ID/generator, or a "
+                             "checkpoint directory/URL")
+    parser.add_argument("--out", required=True, help="output path or URL (.png grid, .npy, .gif walk)")
+    parser.add_argument("--num", type=int, default=64, help="images, or walks side by side (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="latent seed; the same seed gives the same images")
+    parser.add_argument("--format", choices=("png", "npy", "gif"), default=None,
+                        help="png: grid; npy: raw uint8 [N,R,R,3] (a walk: [F,N,R,R,3]); gif: walk "
+                             "(default: from --out's suffix)")
+    parser.add_argument("--interpolate", type=int, default=0, metavar="STEPS",
+                        help="a looping latent walk with STEPS frames between keyframes")
+    parser.add_argument("--keyframes", type=int, default=4, help="latent points per walk (default 4)")
+    parser.add_argument("--fps", type=float, default=12.0, help="GIF frames per second")
+    parser.add_argument("--cols", type=int, default=None, help="grid columns (default: square)")
+    parser.add_argument("--batch", type=int, default=64, help="images per generator call")
+    add_tracking_uri_arg(parser)
+    add_config_args(parser)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    """Generate images from a registered model or a checkpoint: PNG grid, raw .npy, or GIF latent walk."""
+    from pggan.generate import run
+
+    return run(args, config_from_args(args))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# evaluate (the work is in pipelines/evaluate.py)
+
+def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True,
+                        help="a stage checkpoint folder/URL ({root}/runs/ID/stages/r0008/...) or an MLflow model "
+                             "URI (models:/NAME@ALIAS, runs:/ID/generator)")
+    parser.add_argument("--dataset", required=True, help="an ingested data set URL ({root}/datasets/NAME)")
+    parser.add_argument("--num-images", type=int, required=True,
+                        help="real and generated images compared, at least 2 (the paper: 16384)")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="latent and metric seed; the same seed gives the same numbers (default: eval.seed)")
+    parser.add_argument("--resolution", type=int, default=None,
+                        help="data set level to compare at (default: the generator's; a lower one box-downsamples "
+                             "the generated images)")
+    add_tracking_uri_arg(parser)
+    add_config_args(parser)  # storage.* (S3 endpoint, keys), tracking.uri
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """Print one JSON line: SWD per level, their average and MS-SSIM of a generator against a data set."""
+    from pipelines.evaluate import run
+
+    return run(args, config_from_args(args))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ingest (the work is in pipelines/ingest.py) and make-demo-data (pggan.synthetic)
+
+def add_ingest_args(parser: argparse.ArgumentParser) -> None:
+    from pipelines.ingest import add_args
+
+    add_args(parser)
+
+
+def run_ingest(args: argparse.Namespace) -> int:
+    """Ingest an image folder/bucket into per-resolution Parquet data sets (Ray Data); reuses a matching one."""
+    from pipelines.ingest import run
+
+    return run(args)
+
+
+def add_make_demo_data_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, help="folder URL for the PNG files (local path, s3://, ...)")
+    parser.add_argument("--count", type=int, default=2000, help="number of images (default 2000)")
+    parser.add_argument("--size", type=int, default=64, help="side of each image in pixels (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    add_config_args(parser)  # storage.* (S3 endpoint, keys) for --out
+
+
+def run_make_demo_data(args: argparse.Namespace) -> int:
+    """Write the built-in demo data set: coloured circles, squares and triangles on gradients, as PNG files."""
+    from pggan.synthetic import write_synthetic_dataset
+
+    if args.count < 1 or args.size < 4:
+        raise ConfigError(f"--count must be >= 1 and --size >= 4, got --count {args.count} --size {args.size}")
+    url = write_synthetic_dataset(args.out, args.count, args.size, args.seed, config_from_args(args).storage)
+    print(f"wrote {args.count} images of {args.size}x{args.size} (seed {args.seed}) to {url}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# tune (the work is in pipelines/tune_schedule.py)
+
+def add_tune_args(parser: argparse.ArgumentParser) -> None:
+    from pipelines.tune_schedule import add_args
+
+    add_args(parser)
+
+
+def run_tune(args: argparse.Namespace) -> int:
+    """Ray Tune search over the fade-in / stabilize lengths (each trial a staged run); writes the best config."""
+    from pipelines.tune_schedule import run
+
+    return run(args)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Registry and entry point.
+
+COMMANDS: dict[str, tuple[AddArgs, Run]] = {
+    "summary": (add_summary_args, run_summary),
+    "generate": (add_generate_args, run_generate),
+    "evaluate": (add_evaluate_args, run_evaluate),
+    "ingest": (add_ingest_args, run_ingest),
+    "make-demo-data": (add_make_demo_data_args, run_make_demo_data),
+    "tune": (add_tune_args, run_tune),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pggan", description="Progressive Growing of GANs on Ray.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (add_args, run) in COMMANDS.items():
+        doc = (run.__doc__ or "").strip().splitlines()
+        p = sub.add_parser(name, help=doc[0] if doc else None, description=doc[0] if doc else None)
+        add_args(p)
+        p.set_defaults(run=run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `pggan` console script; returns the exit status (2 for a bad config)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except (ConfigError, yaml.YAMLError) as e:
+        message = " ".join(str(e).split())                     # one line, even for multi-line YAML errors
+        print(f"pggan {args.command}: error: {message}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

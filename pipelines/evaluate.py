@@ -1,0 +1,144 @@
+"""Metrics and sample grids for a checkpoint's EMA generator (SWD, MS-SSIM against that level's real images),
+as plain functions that also run as Ray tasks, and from the command line (one JSON line):
+
+    pggan evaluate --checkpoint URL_OR_MODELS_URI --dataset DATASET_URL --num-images N [--seed S] [--resolution R]
+    python pipelines/evaluate.py ...  (the same arguments)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from pggan import checkpoint as ckpt_io  # noqa: E402
+from pggan import storage as st  # noqa: E402
+from pggan.config import PipelineConfig, StorageConfig  # noqa: E402
+from pggan.dataset import MANIFEST, level_name, read_level_numpy, read_manifest  # noqa: E402
+from pggan.generate import GenerateError, generate_images, load_generator, tracking_uri_for  # noqa: E402
+from pggan.imaging import box_pyramid, image_grid  # noqa: E402
+from pggan.metrics import evaluate_images  # noqa: E402
+from pggan.nn import Generator  # noqa: E402
+
+
+class EvaluateError(ValueError):
+    """An evaluation that cannot run (no such level, too few images); the message says what to do."""
+
+
+def generate_uint8(G: Generator, num_images: int, seed: int) -> np.ndarray:
+    """num_images samples of G from seeded latents (on the GPU when there is one): uint8 [N, R, R, 3]."""
+    if torch.cuda.is_available():                              # a GPU task (full_run asks for one with use_gpu)
+        G = G.cuda()
+    return generate_images(G, num_images, seed)
+
+
+def evaluate_checkpoint(checkpoint_url: str, dataset_url: str, res: int, num_images: int, seed: int,
+                        storage: StorageConfig | None = None) -> dict[str, Any]:
+    """{"swd_levels", "swd_avg", "ms_ssim", "num_images"} of the EMA generator against up to num_images reals."""
+    state = ckpt_io.load_checkpoint(checkpoint_url, storage)
+    if state["resolution"] != res:
+        raise ValueError(f"checkpoint {checkpoint_url} is at {state['resolution']}x{state['resolution']}, "
+                         f"not {res}x{res}; pass the matching --res/dataset level")
+    return evaluate_generator(ckpt_io.build_generator(state), dataset_url, res, num_images, seed, storage)
+
+
+def evaluate_generator(G: Generator, dataset_url: str, res: int, num_images: int, seed: int,
+                       storage: StorageConfig | None = None) -> dict[str, Any]:
+    """{"swd_levels", "swd_avg", "ms_ssim", "num_images"} of G against up to num_images reals of level `res`.
+    A G larger than `res` has its images box-downsampled to `res`, as ingest makes the lower levels."""
+    if res > G.resolution:
+        raise EvaluateError(f"resolution {res}: the generator makes {G.resolution}x{G.resolution} images; compare "
+                            f"at {G.resolution} or below")
+    reals = read_level_numpy(dataset_url, res, storage, limit=num_images)        # uint8 [n, res, res, 3]
+    if len(reals) < 2:
+        raise EvaluateError(f"{dataset_url} level {res} has {len(reals)} image(s); metrics need at least 2")
+    fakes = generate_uint8(G, len(reals), seed)                                   # uint8 [n, R, R, 3]
+    if G.resolution > res:
+        fakes = np.stack([box_pyramid(f, min_res=res)[res] for f in fakes])      # uint8 [n, res, res, 3]
+    metrics = evaluate_images(reals, fakes, seed=seed)
+    return {**{k: (float(v) if np.isscalar(v) else [float(x) for x in v]) for k, v in metrics.items()},
+            "num_images": int(len(reals))}
+
+
+def sample_grid(checkpoint_url: str, grid_size: int, seed: int, storage: StorageConfig | None = None) -> np.ndarray:
+    """A grid_size x grid_size uint8 HWC grid from fixed latents (the same at every stage for a given seed)."""
+    state = ckpt_io.load_checkpoint(checkpoint_url, storage)
+    return image_grid(generate_uint8(ckpt_io.build_generator(state), grid_size * grid_size, seed), cols=grid_size)
+
+
+# Not captured by a caller's placement group (a Tune trial's holds only the trial function's 0.01 CPU).
+OUTSIDE_PLACEMENT_GROUP = "DEFAULT"
+
+
+def _task(fn, use_gpu: bool):
+    import ray
+
+    return ray.remote(num_cpus=1, num_gpus=int(use_gpu), scheduling_strategy=OUTSIDE_PLACEMENT_GROUP)(fn)
+
+
+def remote_evaluate_checkpoint(use_gpu: bool = False, **kwargs: Any):
+    """evaluate_checkpoint as a Ray task (returns an ObjectRef); on a GPU when use_gpu (scaling.use_gpu)."""
+    return _task(evaluate_checkpoint, use_gpu).remote(**kwargs)
+
+
+def remote_sample_grid(use_gpu: bool = False, **kwargs: Any):
+    """sample_grid as a Ray task (returns an ObjectRef); on a GPU when use_gpu (scaling.use_gpu)."""
+    return _task(sample_grid, use_gpu).remote(**kwargs)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# `pggan evaluate` (arguments in pggan.cli.add_evaluate_args).
+
+def dataset_levels(dataset_url: str, storage: StorageConfig) -> list[int]:
+    """The resolutions of an ingested data set, from its manifest."""
+    manifest = read_manifest(dataset_url, storage)
+    if manifest is None:
+        raise EvaluateError(f"--dataset {dataset_url}: no {MANIFEST}, so not an ingested data set (or its ingest "
+                            "was interrupted); pass {root}/datasets/NAME, or run `pggan ingest` to build it")
+    return [int(r) for r in manifest["resolutions"]]
+
+
+def evaluate_source(args: argparse.Namespace, cfg: PipelineConfig) -> dict[str, Any]:
+    """The metrics of --checkpoint's generator against --dataset's level of its resolution (or --resolution)."""
+    if args.num_images < 2:
+        raise EvaluateError(f"--num-images {args.num_images}: the metrics compare at least 2 images; the paper "
+                            "uses 16384 for SWD (try 1000)")
+    seed = cfg.eval.seed if args.seed is None else args.seed
+    dataset = st.to_url(args.dataset)
+    levels = dataset_levels(dataset, cfg.storage)
+    G = load_generator(args.checkpoint, cfg.storage, tracking_uri_for(args.checkpoint, args.tracking_uri, cfg))
+    res = args.resolution or G.resolution
+    if res not in levels:
+        raise EvaluateError(f"--dataset {dataset} has no {res}x{res} level ({level_name(res)}); its levels are "
+                            f"{', '.join(level_name(r) for r in levels)}. Ingest the data at {res} or more, or "
+                            "pass --resolution with one of those levels")
+    metrics = evaluate_generator(G, dataset, res, args.num_images, seed, cfg.storage)
+    return {**metrics, "resolution": res, "seed": seed, "checkpoint": args.checkpoint, "dataset": dataset}
+
+
+def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
+    """Print one JSON line: SWD per level, their average and MS-SSIM of the generator against the data set."""
+    try:
+        result = evaluate_source(args, cfg)
+    except (EvaluateError, GenerateError) as e:
+        print(f"pggan evaluate: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pggan.cli import main as cli_main
+
+    return cli_main(["evaluate", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

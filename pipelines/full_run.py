@@ -1,0 +1,223 @@
+"""The whole pipeline, idempotent and resumable: ingest (if needed) -> one Ray Train job per resolution 4 ...
+data.resolution, each grown from the previous stage's final checkpoint -> stage-end evaluation (SWD, MS-SSIM)
+and a sample grid -> hand-off to tracking and the model registry. The run manifest
+{root}/runs/{run_id}/run.json records each stage; running again with the same --run-id skips finished stages
+and resumes the unfinished one from its newest checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+import time
+from typing import Any, Callable
+
+if __package__ in (None, ""):  # run as a script: make the repo root importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from pggan import runs  # noqa: E402
+from pggan import storage as st  # noqa: E402
+from pggan.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+from pggan.imaging import save_png  # noqa: E402
+from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
+from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402
+
+EPILOG = """\
+examples:
+  python pipelines/full_run.py                                  # the demo: 4x4 -> 32x32 on 2 CPU cores
+  python pipelines/full_run.py --config pipelines/configs/tiny.yaml --set storage.root=/tmp/pggan
+  python pipelines/full_run.py --run-id 20261123-101500-3f2a    # resume: finished stages are skipped
+  ray job submit --address http://HEAD:8265 --working-dir . -- python pipelines/full_run.py --config FILE
+
+Common keys for --set: data.source (folder/bucket URL or 'synthetic'), data.resolution, storage.root
+(path, file:// or s3:// URL), scaling.num_workers, scaling.use_gpu, schedule.fade_kimg, schedule.stabilize_kimg,
+schedule.batch_size.{res}, tracking.uri. On a resume, only these may differ from the run's saved config:
+""" + ", ".join(runs.HARMLESS_KEYS) + """.
+Outputs: {root}/runs/{run_id}/run.json (the manifest), stages/r{res}/ (checkpoints), samples/r{res}.png, logs/.
+Exit status: 0 done, 1 a stage or the data failed (finished stages are kept), 2 bad config or arguments."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="full_run", description=__doc__.split("\n\n")[0], epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", metavar="FILE", default=None,
+                        help="YAML preset (default: pipelines/configs/demo.yaml; a bare name is looked up there)")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
+                        help="override one setting, e.g. --set data.resolution=64 (repeatable)")
+    parser.add_argument("--run-id", default=None,
+                        help="resume this run (or start it under this id); default: a new id from the time")
+    return parser.parse_args(argv)
+
+
+def resume_command(argv: list[str], run_id: str) -> str:
+    """The command that resumes this run: the same arguments, with --run-id."""
+    kept, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--run-id":
+            skip = True
+        elif not a.startswith("--run-id="):
+            kept.append(a)
+    return " ".join(["python pipelines/full_run.py", *map(shlex.quote, kept), "--run-id", run_id])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Steps.
+
+def prepare_dataset(cfg: PipelineConfig, log: Callable[[str], None]) -> str:
+    """Ingest if the data set is missing or stale (idempotent); check it has every level the stages need."""
+    from pggan.dataset import dataset_url
+    from pipelines.ingest import ingest
+    from pipelines.ingest_checks import IngestError
+
+    manifest = ingest(cfg, log=log)
+    durl = dataset_url(cfg)
+    missing = [r for r in stage_resolutions(cfg) if r not in manifest.get("resolutions", [])]
+    if missing:
+        raise IngestError(f"data set {durl} has levels {manifest.get('resolutions')} but the stages need "
+                          f"{missing}: lower data.resolution or re-ingest with --force")
+    return durl
+
+
+def open_run(cfg: PipelineConfig, run_id: str, durl: str, argv: list[str]) -> dict[str, Any]:
+    """The run's manifest: loaded (after the config check) or created with every stage pending."""
+    run = runs.load_run(cfg.storage.root, run_id, cfg.storage)
+    if run is None:
+        run = runs.new_run(cfg, run_id, stage_resolutions(cfg), durl)
+    run.setdefault("invocations", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": argv})
+    run["status"] = "running"
+    runs.save_run(cfg.storage.root, run, cfg.storage)
+    return run
+
+
+def train(cfg: PipelineConfig, run: dict[str, Any], res: int, hooks: RunHooks, log: Callable[[str], None]) -> None:
+    """Train stage `res` (resuming it if it was interrupted), evaluate it, and mark it done in the manifest."""
+    from pipelines.evaluate import remote_evaluate_checkpoint, remote_sample_grid
+    from pipelines.runtime import worker_config
+    from pipelines.train_stage import StageJob, fault_from_env, run_stage
+
+    root, storage = cfg.storage.root, cfg.storage
+    entry = runs.stage(run, res)
+    resumed = entry["status"] == "running"
+    entry["tracking_id"] = hooks.start_stage(run, res) or entry.get("tracking_id")
+    runs.mark_stage(run, res, "running")
+    runs.save_run(root, run, storage)
+    plan = stage_plan(cfg, res)
+    log(f"[full_run] stage {res}x{res}: {'resuming' if resumed else 'starting'}; {plan.fade_nimg / 1000:g} kimg "
+        f"fade-in + {plan.stabilize_nimg / 1000:g} kimg stabilize, minibatch {plan.batch_size}, lr {plan.lr:g}")
+    started = time.monotonic()
+    wcfg = worker_config(cfg)
+    job = StageJob(wcfg, run["run_id"], res, run["dataset"], runs.last_checkpoint_before(run, res), hooks,
+                   entry["tracking_id"], fault_from_env(res))
+    out = run_stage(job)
+    train_s = time.monotonic() - started
+
+    e = cfg.eval
+    gpu = cfg.scaling.use_gpu
+    metrics_ref = remote_evaluate_checkpoint(gpu, checkpoint_url=out["checkpoint"], dataset_url=run["dataset"],
+                                             res=res, num_images=e.num_images, seed=e.seed, storage=wcfg.storage)
+    grid_ref = remote_sample_grid(gpu, checkpoint_url=out["checkpoint"], grid_size=e.grid_size, seed=e.seed,
+                                  storage=wcfg.storage)
+    import ray
+
+    metrics, grid = ray.get([metrics_ref, grid_ref])
+    samples = st.join(runs.run_url(root, run["run_id"]), "samples", f"r{res:04d}.png")
+    save_png(samples, grid, storage)
+    result = {"checkpoint": out["checkpoint"], "nimg": out["nimg"], "metrics": metrics, "samples": samples,
+              "train_seconds": round(train_s, 1), "seconds": round(time.monotonic() - started, 1)}
+    runs.mark_stage(run, res, "done", **result)
+    runs.save_run(root, run, storage)
+    hooks.end_stage(run, res, entry.get("tracking_id"), result, grid)
+    swd = " ".join(f"{v:.2f}" for v in metrics.get("swd_levels", []))
+    log(f"[full_run] stage {res}x{res} done in {result['seconds']:.0f} s: SWD x1e3 [{swd}] avg "
+        f"{metrics.get('swd_avg', float('nan')):.2f}, MS-SSIM {metrics.get('ms_ssim', float('nan')):.3f}; "
+        f"samples {samples}")
+
+
+def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callable[[str], None] = print,
+             hooks: RunHooks | None = None) -> dict:
+    """Run (or resume) every stage of `run_id`; returns the final run manifest. `hooks` (default: the config's
+    tracking hooks) also lets a caller act at stage ends, e.g. a Tune trial reporting each stage's SWD."""
+    from pipelines.preflight import check_cluster
+    from pipelines.runtime import absolute_config, init_ray
+
+    cfg = absolute_config(cfg)
+    root, storage = cfg.storage.root, cfg.storage
+    previous = runs.load_run(root, run_id, storage)
+    if previous is not None:
+        runs.check_same_config(previous, cfg)                  # before anything else happens
+        if previous["status"] == "done":
+            log(f"[full_run] run {run_id} is complete (every stage done and handed to tracking); nothing to do. "
+                f"Manifest: {runs.manifest_url(root, run_id)}")
+            return previous
+    hooks = hooks if hooks is not None else make_run_hooks(cfg)
+    hooks.check()
+    log(f"[full_run] run id {run_id} ({'resuming' if previous else 'new'}); {runs.run_url(root, run_id)}")
+    log(f"[full_run] resume with: {resume_command(list(argv), run_id)}")
+    log(f"[full_run] stages {stage_resolutions(cfg)}, {total_nimg(cfg) / 1000:g} kimg in all; on {init_ray(cfg)}")
+    check_cluster(cfg)                                         # multi-node misconfiguration: before any work
+    durl = prepare_dataset(cfg, log)
+    run = open_run(cfg, run_id, durl, list(argv))
+    run["tracking"].update(hooks.start_run(run) or {})
+    runs.save_run(root, run, storage)
+    from pipelines.train_stage import StageFailedError
+
+    for res in stage_resolutions(cfg):
+        if runs.is_done(run, res):
+            log(f"[full_run] stage {res}x{res}: done already ({runs.stage(run, res)['checkpoint']}), skipped")
+            continue
+        try:
+            train(cfg, run, res, hooks, log)
+        except StageFailedError as e:
+            runs.stage(run, res)["error"] = str(e)
+            run["status"] = "failed"
+            runs.save_run(root, run, storage)
+            raise
+    final = runs.stage(run, stage_resolutions(cfg)[-1])["checkpoint"]
+    run["tracking"].update(hooks.end_run(run, final) or {})
+    run["status"] = "done"
+    runs.save_run(root, run, storage)
+    log(f"[full_run] run {run_id} done: final checkpoint {final}; manifest {runs.manifest_url(root, run_id)}")
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    from pipelines.ingest_checks import IngestError
+    from pipelines.train_stage import StageFailedError
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        run_id = runs.check_run_id(args.run_id) if args.run_id else runs.new_run_id()
+    except (ConfigError, runs.RunError) as e:
+        print(f"full_run: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    from pipelines.preflight import PreflightError
+
+    try:
+        full_run(cfg, run_id, argv)
+    except PreflightError as e:
+        for problem in e.problems:
+            print(f"full_run: error: {problem}", file=sys.stderr)
+        return 2
+    except (runs.RunError, ConfigError) as e:
+        print(f"full_run: error: {' '.join(str(e).split())}", file=sys.stderr)
+        return 2
+    except (IngestError, StageFailedError) as e:
+        print(f"full_run: error: {e}. Finished stages are kept; after fixing the cause, resume with: "
+              f"{resume_command(argv, run_id)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # tracking errors and the like: one line, the traceback is not the user's problem
+        if type(e).__name__ not in ("TrackingError",):
+            raise
+        print(f"full_run: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

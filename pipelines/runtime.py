@@ -1,0 +1,65 @@
+"""Ray runtime for the pipeline scripts: join or start Ray, make the package importable, absolute settings.
+
+Ray workers run in their own working directory, and on a real cluster on other machines: everything they get
+must be absolute (storage URLs, tracking URIs) and credentials must reach them without being logged.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from pathlib import Path
+
+from pggan import storage as st
+from pggan.config import PipelineConfig
+
+REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+
+
+def make_importable() -> None:
+    """Put the repo root on sys.path and PYTHONPATH, so `python pipelines/x.py` and local Ray workers import pggan."""
+    if REPO_ROOT not in sys.path:
+        sys.path.insert(0, REPO_ROOT)
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if REPO_ROOT not in paths:
+        os.environ["PYTHONPATH"] = os.pathsep.join([REPO_ROOT, *paths])
+
+
+def absolute_config(cfg: PipelineConfig) -> PipelineConfig:
+    """storage.root as an absolute URL (a relative path means relative to the driver's working directory)."""
+    return cfg.replace(storage=dataclasses.replace(cfg.storage, root=st.to_url(cfg.storage.root)))
+
+
+def worker_config(cfg: PipelineConfig) -> PipelineConfig:
+    """The config Ray workers get: absolute root, and S3 endpoint/keys/region resolved from config or AWS_* env.
+
+    Workers on other machines do not see the driver's environment; the keys travel inside the config object,
+    whose repr (all Ray prints or records of it) hides them (StorageConfig fields with repr=False).
+    """
+    cfg = absolute_config(cfg)
+    opts = st.s3_options(cfg.storage)
+    return cfg.replace(storage=dataclasses.replace(
+        cfg.storage, endpoint_url=opts["endpoint_url"] or "", region=opts["region"] or "",
+        access_key_id=opts["access_key_id"] or "", secret_access_key=opts["secret_access_key"] or ""))
+
+
+def local_num_cpus(cfg: PipelineConfig) -> int:
+    """Logical CPUs of a private local Ray: oversubscribed (>= 4) so Ray Data tasks run beside the train workers."""
+    return cfg.scaling.num_cpus or max(4, os.cpu_count() or 1)
+
+
+def init_ray(cfg: PipelineConfig) -> str:
+    """Use the running Ray; else join scaling.ray_address / RAY_ADDRESS (a job's driver has it); else start a
+    private local Ray. Returns a short description of which."""
+    import ray
+
+    if ray.is_initialized():
+        return "the running Ray"
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    address = cfg.scaling.ray_address or os.environ.get("RAY_ADDRESS", "")
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return f"the Ray cluster at {address}"
+    make_importable()                                           # before ray.init: workers inherit PYTHONPATH
+    ray.init(address="local", num_cpus=local_num_cpus(cfg), include_dashboard=False, log_to_driver=True)
+    return f"a private local Ray ({local_num_cpus(cfg)} logical CPUs)"

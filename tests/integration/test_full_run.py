@@ -1,0 +1,65 @@
+"""The orchestrator end to end on a local Ray: every stage trained, evaluated and recorded; a rerun trains
+nothing twice; a changed config or unusable data is refused before any training."""
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipelines.full_run import main
+from train_helpers import error_line, run_dir, starts
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+
+
+def args(root: str, run_id: str, *sets: str) -> list[str]:
+    return ["--config", "tiny.yaml", "--set", f"storage.root={root}", "--run-id", run_id,
+            *[a for s in sets for a in ("--set", s)]]
+
+
+def manifest(root: str, run_id: str) -> dict:
+    with open(os.path.join(run_dir(root, run_id), "run.json")) as f:
+        return json.load(f)
+
+
+def test_a_run_trains_every_stage_records_it_and_a_rerun_trains_nothing(tiny_root, capsys):
+    assert main(args(tiny_root, "full")) == 0
+    run = manifest(tiny_root, "full")
+    assert run["status"] == "done"
+    assert [(s["resolution"], s["status"]) for s in run["stages"].values()] == [(4, "done"), (8, "done")]
+    for res, stage in ((4, run["stages"]["4"]), (8, run["stages"]["8"])):
+        assert stage["checkpoint"].startswith("file://") and f"/stages/r{res:04d}/nimg-" in stage["checkpoint"]
+        assert {"swd_levels", "swd_avg", "ms_ssim"} <= set(stage["metrics"])
+        assert np.isfinite(stage["metrics"]["swd_avg"]) and 0 <= stage["metrics"]["ms_ssim"] <= 1
+        grid = np.asarray(Image.open(os.path.join(run_dir(tiny_root, "full"), "samples", f"r{res:04d}.png")))
+        assert grid.shape == (4 * res, 4 * res, 3)                     # eval.grid_size 4
+    assert run["stages"]["8"]["nimg"] == 400                           # 0.2 kimg fade + 0.2 kimg stabilize
+    grown = starts(tiny_root, "full", 8)
+    assert [(s["source"], s["nimg"]) for s in grown] == [("grown", 0)]
+    assert grown[0]["from"] == run["stages"]["4"]["checkpoint"]        # stage 8 grew from stage 4's last state
+    assert run["config"]["model"]["fmap_max"] == 16
+    out = capsys.readouterr().out
+    assert "run id full" in out and "resume with: python pipelines/full_run.py" in out
+
+    assert main(args(tiny_root, "full")) == 0                          # again: nothing left to do
+    assert [len(starts(tiny_root, "full", r)) for r in (4, 8)] == [1, 1]
+    assert manifest(tiny_root, "full")["stages"] == run["stages"]
+    assert "is complete" in capsys.readouterr().out
+
+    assert main(args(tiny_root, "full", "model.fmap_max=32")) == 2     # another model under the same id
+    err = error_line(capsys.readouterr().err)
+    assert "model.fmap_max: 16 -> 32" in err
+
+
+@pytest.mark.parametrize("sets, expected", [
+    (("data.source=/nonexistent/images", "data.name=missing"), "/nonexistent/images"),
+    (("data.resolution=32", "schedule.batch_size={4: 16, 8: 16, 16: 16, 32: 16}"), "no usable image"),  # 16x16 images
+])
+def test_unusable_data_fails_in_one_line_before_any_training(tiny_root, capsys, sets, expected):
+    assert main(args(tiny_root, "baddata", *sets)) == 1
+    err = error_line(capsys.readouterr().err)
+    assert expected in err
+    assert not os.path.exists(os.path.join(run_dir(tiny_root, "baddata"), "stages"))

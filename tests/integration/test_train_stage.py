@@ -1,0 +1,43 @@
+"""One stage as a Ray Train job with 2 workers: data-parallel training keeps the ranks identical while they see
+different data, and a stage that already finished is not trained again."""
+from __future__ import annotations
+
+import pytest
+
+from pggan import storage as st
+from pggan.checkpoint import load_checkpoint
+from pggan.dataset import dataset_url
+from pggan.runlog import read_jsonl
+from pipelines.runtime import worker_config
+from pipelines.train_stage import StageJob, run_stage
+from train_helpers import tiny_config
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def test_two_workers_end_with_identical_parameters_after_training_on_different_data(tiny_root):
+    cfg = worker_config(tiny_config(tiny_root, "schedule.stabilize_kimg=0.32"))
+    job = StageJob(cfg, "ddp", 4, dataset_url(cfg))
+    out = run_stage(job)
+
+    ranks = st.read_json(st.join(job.log_url, "ranks.json"))["ranks"]
+    assert [r["rank"] for r in ranks] == [0, 1]
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 20                  # 320 images / global minibatch 16
+    assert ranks[0]["data"] != ranks[1]["data"]                          # each rank saw its own shard ...
+    assert ranks[0]["params"] == ranks[1]["params"]                      # ... yet the weights agree: grads averaged
+    assert ranks[0]["pid"] != ranks[1]["pid"]
+    state = load_checkpoint(out["checkpoint"])
+    assert (state["stage_nimg"], state["alpha"], out["nimg"]) == (320, 1.0, 320)
+    assert len(state["rng"]) == 2                                        # each rank's RNG state is kept
+
+
+def test_rerunning_a_finished_stage_returns_its_checkpoint_without_training(tiny_root):
+    cfg = worker_config(tiny_config(tiny_root))
+    job = StageJob(cfg, "again", 4, dataset_url(cfg))
+    first = run_stage(job)
+    second = run_stage(job)
+    starts = read_jsonl(st.join(job.log_url, "resume.jsonl"))
+    assert second["checkpoint"] == first["checkpoint"]
+    assert [s["source"] for s in starts] == ["fresh", "checkpoint"]
+    assert starts[1]["nimg"] == first["nimg"] == 208
+    assert len(read_jsonl(st.join(job.log_url, "metrics.jsonl"))) == 2   # the second start logged no tick

@@ -1,0 +1,40 @@
+"""Helpers for the training integration tests: the tiny config under a root, reading a run's logs."""
+from __future__ import annotations
+
+import os
+
+from pggan import storage as st
+from pggan.config import PipelineConfig, load_config
+from pggan.runlog import read_jsonl
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def tiny_config(root: str, *overrides: str) -> PipelineConfig:
+    """tiny.yaml under `root`, with --set style overrides."""
+    return load_config("tiny.yaml", [f"storage.root={root}", *overrides])
+
+
+def run_dir(root: str, run_id: str) -> str:
+    return os.path.join(root, "runs", run_id)
+
+
+def starts(root: str, run_id: str, res: int) -> list[dict]:
+    """The resume log of a stage: one record per (re)start, with the images seen it started from."""
+    return read_jsonl(st.join(root, "runs", run_id, "logs", f"r{res:04d}", "resume.jsonl"))
+
+
+def checkpoint_nimgs(root: str, run_id: str, res: int) -> list[int]:
+    """Images seen of the complete checkpoints of a stage present on disk (Ray keeps the newest few)."""
+    folder = os.path.join(run_dir(root, run_id), "stages", f"r{res:04d}")
+    if not os.path.isdir(folder):
+        return []
+    return sorted(int(d.split("-")[1]) for d in os.listdir(folder)
+                  if d.startswith("nimg-") and os.path.exists(os.path.join(folder, d, "meta.json")))
+
+
+def error_line(stderr: str) -> str:
+    """The one `full_run: error: ...` line of a failed run (Ray and MLflow log to stderr around it)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("full_run: error:")]
+    assert len(lines) == 1, stderr[-3000:]
+    return lines[0]
