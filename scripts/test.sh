@@ -3,4 +3,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/python -m pytest tests -q --timeout=900 "$@"
+# Unit tests first: fast feedback, and they run before any test starts a Ray cluster in this process.
+exec .venv/bin/python -m pytest tests/unit tests/integration -q --timeout=900 "$@"
