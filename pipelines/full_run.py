@@ -32,8 +32,10 @@ examples:
 
 Common keys for --set: data.source (folder/bucket URL or 'synthetic'), data.resolution, storage.root
 (path, file:// or s3:// URL), scaling.num_workers, scaling.use_gpu, schedule.fade_kimg, schedule.stabilize_kimg,
-schedule.batch_size.{res}, tracking.uri. On a resume, only these may differ from the run's saved config:
-""" + ", ".join(runs.HARMLESS_KEYS) + """.
+schedule.batch_size.{res}, tracking.uri. Under `ray job submit` give storage.root as an absolute path or URL
+(the job runs in a copy of the working directory) and pass S3 keys with --runtime-env-json.
+A resume must use the run's saved config; only these keys may differ:
+  """ + ", ".join(runs.HARMLESS_KEYS) + """.
 Outputs: {root}/runs/{run_id}/run.json (the manifest), stages/r{res}/ (checkpoints), samples/r{res}.png, logs/.
 Exit status: 0 done, 1 a stage or the data failed (finished stages are kept), 2 bad config or arguments."""
 

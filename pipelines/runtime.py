@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from pggan import storage as st
-from pggan.config import PipelineConfig
+from pggan.config import ConfigError, PipelineConfig
 
 REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 
@@ -25,9 +25,21 @@ def make_importable() -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([REPO_ROOT, *paths])
 
 
+JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"     # set by Ray's job supervisor in a submitted job's driver
+
+
 def absolute_config(cfg: PipelineConfig) -> PipelineConfig:
-    """storage.root as an absolute URL (a relative path means relative to the driver's working directory)."""
-    return cfg.replace(storage=dataclasses.replace(cfg.storage, root=st.to_url(cfg.storage.root)))
+    """storage.root as an absolute URL (a relative path means relative to the driver's working directory).
+
+    In a submitted Ray job the working directory is a temporary copy of the uploaded one, so a relative root
+    would put datasets and checkpoints where nobody finds them again: that is a ConfigError.
+    """
+    root = cfg.storage.root
+    if JOB_ENV in os.environ and "://" not in root and not os.path.isabs(os.path.expanduser(root)):
+        raise ConfigError(f"storage.root: {root!r} is relative, and this is a submitted Ray job whose working "
+                          "directory is a temporary copy: give an absolute path or URL, e.g. "
+                          "--set storage.root=/data/pggan or --set storage.root=s3://bucket/pggan")
+    return cfg.replace(storage=dataclasses.replace(cfg.storage, root=st.to_url(root)))
 
 
 def worker_config(cfg: PipelineConfig) -> PipelineConfig:

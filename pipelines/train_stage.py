@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import itertools
 import os
+import random
 import re
 import sys
 import tempfile
@@ -27,6 +27,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pggan import checkpoint as ckpt_io  # noqa: E402
@@ -35,7 +36,7 @@ from pggan import training  # noqa: E402
 from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
 from pggan.imaging import to_float  # noqa: E402
-from pggan.runlog import RunHooks, append_jsonl, stage_log_url  # noqa: E402
+from pggan.runlog import RunHooks, stage_log_url  # noqa: E402
 from pggan.schedule import StagePlan, alpha_at, next_boundary, stage_plan  # noqa: E402
 from pipelines.stage_progress import StageProgress  # noqa: E402
 
@@ -96,11 +97,9 @@ def _gather(obj: Any) -> list[Any]:
 
 
 def _seed_rngs(cfg: PipelineConfig, res: int, rank: int, nimg: int) -> None:
+    """Distinct, reproducible RNG streams per (seed, stage, rank, start point): ranks draw different latents."""
     seed = (cfg.optim.seed * 1_000_003 + res * 10_007 + rank * 101 + nimg) % 2**31
     torch.manual_seed(seed)
-    import random
-
-    import numpy as np
     np.random.seed(seed)
     random.seed(seed)
 

@@ -35,3 +35,9 @@ def test_the_resume_command_repeats_the_arguments_with_the_run_id():
     argv = ["--config", "tiny.yaml", "--set", "storage.root=/x y", "--run-id", "old"]
     assert resume_command(argv, "r1") == ("python pipelines/full_run.py --config tiny.yaml --set "
                                           "'storage.root=/x y' --run-id r1")
+
+
+def test_a_submitted_job_with_a_relative_storage_root_is_refused(capsys, monkeypatch):
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")                 # what Ray's job supervisor sets
+    assert main(["--set", "storage.root=./pggan-data"]) == 2
+    assert "absolute path or URL" in capsys.readouterr().err
