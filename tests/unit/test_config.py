@@ -59,9 +59,11 @@ def test_impossible_values_name_the_key(override, key):
 
 
 def test_one_resolution_can_be_overridden_by_its_dotted_key():
+    default = load_config(None, [])
     cfg = load_config(None, ["schedule.batch_size.8=8", "schedule.fade_kimg_per_res.16=1"])
-    assert cfg.schedule.batch_size[8] == 8 and cfg.schedule.batch_size[4] == 32
-    assert cfg.schedule.fade_kimg_per_res == {16: 1.0}
+    assert default.schedule.batch_size[8] != 8
+    assert cfg.schedule.batch_size == {**default.schedule.batch_size, 8: 8}   # the other resolutions are kept
+    assert cfg.schedule.fade_kimg_per_res == {**default.schedule.fade_kimg_per_res, 16: 1.0}
 
 
 def test_malformed_yaml_names_the_file_and_line(tmp_path):

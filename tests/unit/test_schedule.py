@@ -32,7 +32,8 @@ def test_alpha_rises_linearly_over_the_fade_in_then_stays_at_one(paper):
 
 
 def test_per_resolution_lengths_override_the_global_ones():
-    cfg = load_config(None, ["schedule.fade_kimg_per_res={16: 1}", "schedule.stabilize_kimg_per_res={32: 0.5}"])
+    cfg = load_config(None, ["schedule.fade_kimg=3", "schedule.stabilize_kimg=3",
+                             "schedule.fade_kimg_per_res={16: 1}", "schedule.stabilize_kimg_per_res={32: 0.5}"])
     s = cfg.schedule
     assert fade_nimg(s, 16) == 1000 and fade_nimg(s, 8) == 3000
     assert stabilize_nimg(s, 32) == 500 and stabilize_nimg(s, 16) == 3000
