@@ -147,6 +147,22 @@ def run_make_demo_data(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# train (the work is in pipelines/full_run.py)
+
+def add_train_args(parser: argparse.ArgumentParser) -> None:
+    from pipelines.full_run import add_args
+
+    add_args(parser)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Train every stage (ingest if needed, one Ray Train job per resolution) and register the generator."""
+    from pipelines.full_run import run
+
+    return run(args, command="pggan train")
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # tune (the work is in pipelines/tune_schedule.py)
 
 def add_tune_args(parser: argparse.ArgumentParser) -> None:
@@ -170,6 +186,7 @@ COMMANDS: dict[str, tuple[AddArgs, Run]] = {
     "generate": (add_generate_args, run_generate),
     "evaluate": (add_evaluate_args, run_evaluate),
     "ingest": (add_ingest_args, run_ingest),
+    "train": (add_train_args, run_train),
     "make-demo-data": (add_make_demo_data_args, run_make_demo_data),
     "tune": (add_tune_args, run_tune),
 }

@@ -129,8 +129,13 @@ class RunHooks:
         """After a stage is evaluated: result = {checkpoint, nimg, metrics, samples}; grid = uint8 HWC."""
 
     def end_run(self, run: Mapping[str, Any], final_checkpoint: str) -> dict[str, Any]:
-        """After the last stage: log/register the final EMA generator; returns what to keep in run.json."""
+        """After the last stage: log/register the final EMA generator; returns what to keep in run.json.
+        Raises when that fails: full_run records it in run.json and a rerun of the run id does only this step."""
         return {}
+
+    def abort_run(self, run: Mapping[str, Any], status: str, reason: str) -> None:
+        """The run stopped early: status "FAILED" (an error) or "KILLED" (interrupted); close what start_run and
+        start_stage opened. Must not raise; a rerun of the run id reopens what it continues."""
 
 
 def make_run_hooks(cfg: PipelineConfig) -> RunHooks:

@@ -1,8 +1,11 @@
 """The run manifest `{root}/runs/{run_id}/run.json`: config, each stage's status, checkpoint and metrics.
 
 It is the single source of truth for resume: a stage marked done is never trained again. Stage status is
-pending -> running -> done; a stage that failed stays `running` with its `error`, and the run's status says
-`failed`. All writes are atomic (storage.write_json_atomic).
+pending -> running -> done; a stage that failed stays `running` with its `error`. The run's status is running,
+then done, or failed / interrupted with the run's `error`. `registration` records the hand-off of the final
+generator to tracking (pending | done | failed, with its `error`): a run whose stages are all done but whose
+registration is not is finished by a rerun of its id doing only that. All writes are atomic
+(storage.write_json_atomic).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from pggan.config import PipelineConfig, StorageConfig, config_to_dict
 FORMAT_VERSION = 1
 RUN_FILE = "run.json"
 STATUSES = ("pending", "running", "done")
+REGISTRATION_STATUSES = ("pending", "done", "failed")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # Keys that may differ between the runs of one run id: they change where and how fast training runs, not what
@@ -76,6 +80,7 @@ def new_run(cfg: PipelineConfig, run_id: str, resolutions: Iterable[int], datase
         "dataset": dataset,
         "stages": {stage_key(r): {"resolution": int(r), "status": "pending", "checkpoint": None, "nimg": 0,
                                   "metrics": {}} for r in resolutions},
+        "registration": {"status": "pending"},
         "tracking": {},
     }
 
@@ -156,6 +161,19 @@ def mark_stage(run: dict[str, Any], res: int, status: str, **fields: Any) -> dic
 
 def is_done(run: dict[str, Any], res: int) -> bool:
     return stage(run, res)["status"] == "done"
+
+
+def stages_done(run: dict[str, Any]) -> bool:
+    """Every stage trained: what is left of the run (if it is not done) is the final registration."""
+    return all(entry["status"] == "done" for entry in run["stages"].values())
+
+
+def mark_registration(run: dict[str, Any], status: str, **fields: Any) -> dict[str, Any]:
+    """Record the final registration's outcome (fields such as `error`) with its time."""
+    if status not in REGISTRATION_STATUSES:
+        raise ValueError(f"registration status {status!r}: expected one of {REGISTRATION_STATUSES}")
+    run["registration"] = {"status": status, "time": _now(), **fields}
+    return run["registration"]
 
 
 def last_checkpoint_before(run: dict[str, Any], res: int) -> str | None:

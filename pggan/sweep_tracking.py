@@ -1,5 +1,6 @@
 """A schedule sweep in MLflow: one sweep parent run; each trial's pipeline run (with its stage runs) nested under it,
-tagged with the trial's searched values, outcome and cost; the best config attached to the parent."""
+tagged with the trial's searched values, outcome and cost; the best config attached to the parent. What is logged
+goes through pggan.tracking's scrubbing: no secret keys, no credentials inside URLs."""
 from __future__ import annotations
 
 import time
@@ -36,7 +37,7 @@ def start_sweep_run(cfg: PipelineConfig, sweep: str, params: Mapping[str, str]) 
     elif client.get_run(run_id).info.status != "RUNNING":
         client.update_run(run_id, status="RUNNING")
     tr.log_params_once(client, run_id, dict(params))
-    client.log_dict(run_id, config_to_dict(cfg), "base_config.yaml")
+    client.log_dict(run_id, tr.scrub(config_to_dict(cfg)), "base_config.yaml")
     return run_id
 
 
@@ -88,6 +89,6 @@ def finish_sweep_run(cfg: PipelineConfig, sweep_run_id: str, best: Mapping[str, 
     if best is not None:
         client.log_metric(sweep_run_id, "best_swd_avg", float(best["swd_avg"]))
         client.set_tag(sweep_run_id, "pggan.sweep.best_run_id", best["run_id"])
-        client.log_text(sweep_run_id, best_yaml, "best.yaml")
-    client.log_dict(sweep_run_id, {"trials": list(trials)}, "trials.json")
+        client.log_text(sweep_run_id, tr.redact(best_yaml), "best.yaml")
+    client.log_dict(sweep_run_id, tr.scrub({"trials": list(trials)}), "trials.json")
     client.set_terminated(sweep_run_id, status="FINISHED" if best is not None else "FAILED")

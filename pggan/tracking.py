@@ -26,9 +26,11 @@ TAG_RUN_ID = "pggan.run_id"             # The pipeline run id (the run manifest'
 TAG_KIND = "pggan.kind"                 # "pipeline" (parent) or "stage" (child).
 TAG_STAGE = "pggan.stage"               # The stage's resolution, on child runs.
 TAG_PARENT = "mlflow.parentRunId"       # MLflow's own nesting tag.
+TAG_ERROR = "pggan.error"               # Why a run ended FAILED / KILLED; removed when the run is resumed.
 DB_NAME = "mlflow.db"
 ARTIFACTS_DIR = "mlartifacts"
-_CREDENTIALS_RE = re.compile(r"(?<=://)[^/@\s]+@")  # "scheme://user:pass@host" -> the "user:pass@" part.
+# The "user:pass@" of "scheme://user:pass@host"; a password may hold unescaped "/" (AWS secret keys often do).
+_CREDENTIALS_RE = re.compile(r"(?<=://)(?:[^\s/@:]+:[^\s@]*|[^\s/@]+)@")
 _SAFE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
@@ -176,7 +178,11 @@ def _find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str])
 
 
 def _resume(client: MlflowClient, run_id: str) -> None:
-    if client.get_run(run_id).info.status != "RUNNING":
+    """Reopen a run that ended (FAILED, KILLED, or FINISHED before a rerun); the old failure reason goes."""
+    run = client.get_run(run_id)
+    if TAG_ERROR in run.data.tags:
+        client.delete_tag(run_id, TAG_ERROR)
+    if run.info.status != "RUNNING":
         client.update_run(run_id, status="RUNNING")
 
 
@@ -204,7 +210,7 @@ def start_parent_run(cfg: PipelineConfig, run_id: str) -> str:
     else:
         _resume(client, mlflow_id)
     log_params_once(client, mlflow_id, flat_params(cfg))
-    client.log_dict(mlflow_id, _scrub(config_to_dict(cfg)), "config.yaml")
+    client.log_dict(mlflow_id, scrub(config_to_dict(cfg)), "config.yaml")
     return mlflow_id
 
 
@@ -231,6 +237,17 @@ def finish_run(cfg: PipelineConfig, mlflow_run_id: str, status: str = "FINISHED"
     """Mark a parent or stage run FINISHED / FAILED / KILLED."""
     RunStatus.from_string(status)  # raises on a typo
     client_for(resolve_tracking_uri(cfg)).set_terminated(mlflow_run_id, status=status)
+
+
+def end_open_runs(cfg: PipelineConfig, mlflow_run_ids: list[str], status: str, reason: str) -> None:
+    """End those of the runs still RUNNING as `status` (FAILED / KILLED), with `reason` in their pggan.error tag;
+    runs that ended already keep their status."""
+    RunStatus.from_string(status)
+    client = client_for(resolve_tracking_uri(cfg))
+    for run_id in mlflow_run_ids:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_tag(run_id, TAG_ERROR, redact(reason)[:5000])
+            client.set_terminated(run_id, status=status)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -269,19 +286,20 @@ def log_stage_result(cfg: PipelineConfig, parent_id: str, stage_id: str, res: in
     return metrics
 
 
-def _scrub(obj: Any) -> Any:
-    """A copy of a JSON-like value with secrets blanked and credentials removed from URLs."""
+def scrub(obj: Any) -> Any:
+    """A copy of a JSON-like value (a config dict, a manifest) with secrets blanked and credentials removed from
+    URLs: what may be logged to MLflow."""
     from pggan.config import SECRET_KEYS
 
     if isinstance(obj, Mapping):
-        return {k: ("***" if k in SECRET_KEYS and v else _scrub(v)) for k, v in obj.items()}
+        return {k: ("***" if k in SECRET_KEYS and v else scrub(v)) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_scrub(v) for v in obj]
+        return [scrub(v) for v in obj]
     return redact(obj) if isinstance(obj, str) else obj
 
 
 def log_run_artifacts(cfg: PipelineConfig, parent_id: str, manifest: Mapping[str, Any]) -> None:
     """The run manifest (run.json) and resolved config (config.yaml) as parent-run artifacts, secrets removed."""
     client = client_for(resolve_tracking_uri(cfg))
-    client.log_dict(parent_id, _scrub(dict(manifest)), "run.json")
-    client.log_dict(parent_id, _scrub(config_to_dict(cfg)), "config.yaml")
+    client.log_dict(parent_id, scrub(dict(manifest)), "run.json")
+    client.log_dict(parent_id, scrub(config_to_dict(cfg)), "config.yaml")

@@ -1,8 +1,10 @@
 """MLflow behind the pipeline's RunHooks: parent run per run id, child run per stage, rank-0 logger, final model.
 
-Only `check` may fail the run (before training). Every later call is retried and, if MLflow stays down, warned
-about and skipped: tracking never stops training. A skipped step is redone when the run is resumed (every hook
-is idempotent), e.g. rerunning a finished run id registers its model if registering had failed.
+Only `check` (before training) and `end_run` (the final registration, after training) may fail the run. Every
+call in between is retried and, if MLflow stays down, warned about and skipped: tracking never stops training.
+Every hook is idempotent, so a resumed run redoes what was skipped; full_run records a failed `end_run` in the
+run manifest, and rerunning the run id then does only that step. A run that stops early is closed as FAILED
+(an error) or KILLED (interrupted) by `abort_run`; resuming it reopens the same parent and stage runs.
 """
 from __future__ import annotations
 
@@ -33,18 +35,27 @@ class MlflowRunHooks(RunHooks):
         self.uri = tr.resolve_tracking_uri(cfg)                 # absolute: workers log to the same place
         self.attempts, self.backoff_s = attempts, backoff_s
 
-    def _retry(self, what: str, fn: Callable[[], T]) -> T | None:
-        for attempt in range(self.attempts):
+    def _attempt(self, what: str, fn: Callable[[], T], attempts: int | None = None) -> T:
+        """fn(), retried with backoff; raises TrackingError naming `what` and the server when every try failed."""
+        attempts = attempts or self.attempts
+        for attempt in range(attempts):
             try:
                 return fn()
-            except Exception as e:  # tracking must not end a run that is training
+            except Exception as e:  # any tracking failure: retry, then one clear error
                 error = e
-                if attempt + 1 < self.attempts:
+                if attempt + 1 < attempts:
                     time.sleep(self.backoff_s * 2 ** attempt)
-        print(f"[pggan] warning: MLflow {what} failed {self.attempts} times at {tr.redact(self.uri)} "
-              f"({type(error).__name__}: {tr.redact(str(error))[:300]}); training goes on. Resume the run id "
-              "later to retry.", flush=True)
-        return None
+        raise tr.TrackingError(f"MLflow {what} failed {attempts} time(s) at {tr.redact(self.uri)} "
+                               f"({type(error).__name__}: {tr.redact(str(error))[:300]})")
+
+    def _retry(self, what: str, fn: Callable[[], T], attempts: int | None = None,
+               then: str = "training goes on. Resume the run id later to retry") -> T | None:
+        """_attempt, but a failure is a warning (tracking must not end a run that is training); None then."""
+        try:
+            return self._attempt(what, fn, attempts)
+        except tr.TrackingError as e:
+            print(f"[pggan] warning: {e}; {then}.", flush=True)
+            return None
 
     @staticmethod
     def _parent(run: Mapping[str, Any]) -> str | None:
@@ -83,27 +94,49 @@ class MlflowRunHooks(RunHooks):
         self._retry(f"stage {res} results", log_result)
 
     def end_run(self, run: Mapping[str, Any], final_checkpoint: str) -> dict[str, Any]:
+        """Log and register the final EMA generator, then end the parent run FINISHED. Raises TrackingError
+        (after retries) or CheckpointError (the final checkpoint cannot be read): full_run records it."""
         parent = self._parent(run)
         if parent is None:
             return {}
-        out = self._retry("model logging and registration", lambda: self._register_once(run, parent,
-                                                                                        final_checkpoint))
-        self._retry("end of run", lambda: self._finish(run, parent, out or {}))
-        return out or {}
+        out = self._attempt("lookup of the logged model", lambda: self._registered_already(parent))
+        if out is None:
+            from pggan.checkpoint import build_generator, load_checkpoint
+
+            G_ema = build_generator(load_checkpoint(final_checkpoint, self.cfg.storage))   # not a tracking problem
+            out = self._attempt("model logging and registration", lambda: self._register(run, parent, G_ema))
+        self._attempt("end of run", lambda: self._finish(run, parent, out))
+        return out
+
+    def abort_run(self, run: Mapping[str, Any], status: str, reason: str) -> None:
+        parent = self._parent(run)
+        if parent is None:
+            return
+        open_stages = [s["tracking_id"] for s in run["stages"].values()
+                       if s.get("tracking_id") and s["status"] != "done"]
+
+        def close() -> None:
+            tr.log_run_artifacts(self.cfg, parent, run)
+            tr.end_open_runs(self.cfg, [*open_stages, parent], status, reason)
+
+        self._retry(f"closing the run as {status}", close, attempts=1,
+                    then="its MLflow runs stay RUNNING until the run id is resumed")
 
     # -- helpers --------------------------------------------------------------------------------------------------
 
-    def _register_once(self, run: Mapping[str, Any], parent: str, final_checkpoint: str) -> dict[str, Any]:
-        """Log and register the final EMA generator unless this run already did (a rerun of a finished run)."""
-        from pggan.checkpoint import build_generator, load_checkpoint
-        from pggan.registry import log_and_register_generator
-
+    def _registered_already(self, parent: str) -> dict[str, Any] | None:
+        """What run.json keeps when this run logged (and registered) its generator before, else None."""
         tags = tr.client_for(self.uri).get_run(parent).data.tags
         if tags.get("pggan.model_version"):
             return {KEY_VERSION: tags["pggan.model_version"]}
         if tags.get("pggan.model_uri") and not self.cfg.tracking.register:
             return {"model_uri": tags["pggan.model_uri"]}
-        G_ema = build_generator(load_checkpoint(final_checkpoint, self.cfg.storage))
+        return None
+
+    def _register(self, run: Mapping[str, Any], parent: str, G_ema: Any) -> dict[str, Any]:
+        """Log the final EMA generator on the parent run and (tracking.register) register it."""
+        from pggan.registry import log_and_register_generator
+
         last = max(int(k) for k in run["stages"])
         swd_avg = run["stages"][str(last)].get("metrics", {}).get("swd_avg")
         version = log_and_register_generator(G_ema, self.cfg, parent, swd_avg)
@@ -112,6 +145,7 @@ class MlflowRunHooks(RunHooks):
         return {KEY_VERSION: f"{self.cfg.tracking.model_name}/{version}"}
 
     def _finish(self, run: Mapping[str, Any], parent: str, out: Mapping[str, Any]) -> None:
-        final = {**run, "status": "done", "tracking": {**run.get("tracking", {}), **out}}
+        final = {**run, "status": "done", "registration": {"status": "done"},
+                 "tracking": {**run.get("tracking", {}), **out}}
         tr.log_run_artifacts(self.cfg, parent, final)
         tr.finish_run(self.cfg, parent, "FINISHED")

@@ -1,17 +1,19 @@
 """The whole pipeline, idempotent and resumable: ingest (if needed) -> one Ray Train job per resolution 4 ...
 data.resolution, each grown from the previous stage's final checkpoint -> stage-end evaluation (SWD, MS-SSIM)
 and a sample grid -> hand-off to tracking and the model registry. The run manifest
-{root}/runs/{run_id}/run.json records each stage; running again with the same --run-id skips finished stages
-and resumes the unfinished one from its newest checkpoint.
+{root}/runs/{run_id}/run.json records each stage and the registration; running again with the same --run-id
+skips finished stages and resumes the unfinished one from its newest checkpoint (or, with every stage done,
+only registers the final generator).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shlex
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -23,11 +25,14 @@ from pggan.imaging import save_png  # noqa: E402
 from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
 from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402
 
+SCRIPT = "python pipelines/full_run.py"     # the command in resume hints (`pggan train` passes its own)
+
 EPILOG = """\
 examples:
   python pipelines/full_run.py                                  # the demo: 4x4 -> 32x32 on 2 CPU cores
   python pipelines/full_run.py --config pipelines/configs/tiny.yaml --set storage.root=/tmp/pggan
   python pipelines/full_run.py --run-id 20261123-101500-3f2a    # resume: finished stages are skipped
+  pggan train --config FILE --set KEY=VALUE --run-id ID         # the same, as the installed `pggan` command
   ray job submit --address http://HEAD:8265 --working-dir . -- python pipelines/full_run.py --config FILE
 
 Common keys for --set: data.source (folder/bucket URL or 'synthetic'), data.resolution, storage.root
@@ -37,23 +42,42 @@ schedule.batch_size.{res}, tracking.uri. Under `ray job submit` give storage.roo
 A resume must use the run's saved config; only these keys may differ:
   """ + ", ".join(runs.HARMLESS_KEYS) + """.
 Outputs: {root}/runs/{run_id}/run.json (the manifest), stages/r{res}/ (checkpoints), samples/r{res}.png, logs/.
-Exit status: 0 done, 1 a stage or the data failed (finished stages are kept), 2 bad config or arguments."""
+Exit status: 0 done; 1 the data, a stage or the final registration failed (what finished is kept: rerun the
+run id to do only what is missing); 2 bad config or arguments; 130 interrupted."""
+
+
+INTERRUPTS = (KeyboardInterrupt, SystemExit)
+
+
+class RegistrationError(RuntimeError):
+    """Every stage trained, but handing the final generator to tracking / the model registry failed."""
+
+
+def add_args(parser: argparse.ArgumentParser) -> None:
+    """full_run's options and usage notes on `parser` (also those of `pggan train`)."""
+    from pggan.cli import add_config_args
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    add_config_args(parser)
+    parser.add_argument("--run-id", default=None,
+                        help="resume this run (or start it under this id); default: a new id from the time")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="full_run", description=__doc__.split("\n\n")[0], epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML preset (default: pipelines/configs/demo.yaml; a bare name is looked up there)")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override one setting, e.g. --set data.resolution=64 (repeatable)")
-    parser.add_argument("--run-id", default=None,
-                        help="resume this run (or start it under this id); default: a new id from the time")
+    parser = argparse.ArgumentParser(prog="full_run", description=__doc__.split("\n\n")[0])
+    add_args(parser)
     return parser.parse_args(argv)
 
 
-def resume_command(argv: list[str], run_id: str) -> str:
+def argv_of(args: argparse.Namespace) -> list[str]:
+    """The arguments that give `args` again (recorded in the manifest; the resume hint is built from them)."""
+    out = ["--config", args.config] if args.config else []
+    out += [a for s in args.overrides for a in ("--set", s)]
+    return out + (["--run-id", args.run_id] if args.run_id else [])
+
+
+def resume_command(argv: list[str], run_id: str, command: str = SCRIPT) -> str:
     """The command that resumes this run: the same arguments, with --run-id."""
     kept, skip = [], False
     for a in argv:
@@ -63,7 +87,11 @@ def resume_command(argv: list[str], run_id: str) -> str:
             skip = True
         elif not a.startswith("--run-id="):
             kept.append(a)
-    return " ".join(["python pipelines/full_run.py", *map(shlex.quote, kept), "--run-id", run_id])
+    return " ".join([command, *map(shlex.quote, kept), "--run-id", run_id])
+
+
+def one_line(e: BaseException | str) -> str:
+    return " ".join(str(e).split())
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -139,12 +167,62 @@ def train(cfg: PipelineConfig, run: dict[str, Any], res: int, hooks: RunHooks, l
         f"samples {samples}")
 
 
-def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callable[[str], None] = print,
-             hooks: RunHooks | None = None) -> dict:
-    """Run (or resume) every stage of `run_id`; returns the final run manifest. `hooks` (default: the config's
-    tracking hooks) also lets a caller act at stage ends, e.g. a Tune trial reporting each stage's SWD."""
+def register_final(run: dict[str, Any], hooks: RunHooks) -> None:
+    """Hand the final EMA generator to tracking (logged, registered, aliased); the outcome goes to
+    run.json["registration"]. Raises RegistrationError when it failed."""
+    final = runs.stage(run, max(int(k) for k in run["stages"]))["checkpoint"]
+    try:
+        kept = hooks.end_run(run, final) or {}
+    except Exception as e:  # any cause (tracking down, checkpoint unreadable): recorded, then one clear error
+        reason = f"{type(e).__name__}: {one_line(e)}"[:1000]
+        runs.mark_registration(run, "failed", error=reason)
+        raise RegistrationError(f"registering the final generator ({final}) failed: {reason}") from e
+    run["tracking"].update(kept)
+    runs.mark_registration(run, "done")
+
+
+@contextlib.contextmanager
+def failure_recorded(cfg: PipelineConfig, run: dict[str, Any], hooks: RunHooks,
+                     log: Callable[[str], None] = print) -> Iterator[None]:
+    """Whatever stops the run early (an error, Ctrl-C) is written to run.json (status failed / interrupted, its
+    error) and closes the run's tracking (FAILED / KILLED) before it propagates. Ctrl-C arrives as
+    KeyboardInterrupt, or as SystemExit from Ray Train's SIGINT handler (it stays installed after a stage)."""
+    try:
+        yield
+    except BaseException as e:
+        interrupted = isinstance(e, INTERRUPTS)
+        run["status"] = "interrupted" if interrupted else "failed"
+        cause = f"{type(e).__name__}: {one_line(e)}"[:1000]
+        run["error"] = f"interrupted ({cause})" if interrupted else cause
+        runs.save_run(cfg.storage.root, run, cfg.storage)
+        try:
+            hooks.abort_run(run, "KILLED" if interrupted else "FAILED", run["error"])
+        except Exception as hook_error:  # the run's own failure is the one to report
+            log(f"[full_run] warning: closing the tracking runs failed ({type(hook_error).__name__}: "
+                f"{one_line(hook_error)[:300]})")
+        raise
+
+
+def start_work(cfg: PipelineConfig, previous: dict[str, Any] | None, log: Callable[[str], None]) -> str:
+    """Ray, the cluster checks and the data set, when a stage is left to train; returns the data set URL.
+    With every stage done (only the registration left) none of it is needed."""
+    if previous is not None and runs.stages_done(previous):
+        log("[full_run] every stage is trained; only the final generator is left to register")
+        return previous["dataset"]
     from pipelines.preflight import check_cluster
-    from pipelines.runtime import absolute_config, init_ray
+    from pipelines.runtime import init_ray
+
+    log(f"[full_run] stages {stage_resolutions(cfg)}, {total_nimg(cfg) / 1000:g} kimg in all; on {init_ray(cfg)}")
+    check_cluster(cfg)                                         # multi-node misconfiguration: before any work
+    return prepare_dataset(cfg, log)
+
+
+def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callable[[str], None] = print,
+             hooks: RunHooks | None = None, command: str = SCRIPT) -> dict:
+    """Run (or resume) every stage of `run_id`, then register the final generator; returns the final run
+    manifest. `hooks` (default: the config's tracking hooks) also lets a caller act at stage ends, e.g. a Tune
+    trial reporting each stage's SWD. `command` is the program named in the resume hint."""
+    from pipelines.runtime import absolute_config
 
     cfg = absolute_config(cfg)
     root, storage = cfg.storage.root, cfg.storage
@@ -158,67 +236,76 @@ def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callab
     hooks = hooks if hooks is not None else make_run_hooks(cfg)
     hooks.check()
     log(f"[full_run] run id {run_id} ({'resuming' if previous else 'new'}); {runs.run_url(root, run_id)}")
-    log(f"[full_run] resume with: {resume_command(list(argv), run_id)}")
-    log(f"[full_run] stages {stage_resolutions(cfg)}, {total_nimg(cfg) / 1000:g} kimg in all; on {init_ray(cfg)}")
-    check_cluster(cfg)                                         # multi-node misconfiguration: before any work
-    durl = prepare_dataset(cfg, log)
-    run = open_run(cfg, run_id, durl, list(argv))
-    run["tracking"].update(hooks.start_run(run) or {})
-    runs.save_run(root, run, storage)
+    log(f"[full_run] resume with: {resume_command(list(argv), run_id, command)}")
+    run = open_run(cfg, run_id, start_work(cfg, previous, log), list(argv))
     from pipelines.train_stage import StageFailedError
 
-    for res in stage_resolutions(cfg):
-        if runs.is_done(run, res):
-            log(f"[full_run] stage {res}x{res}: done already ({runs.stage(run, res)['checkpoint']}), skipped")
-            continue
-        try:
-            train(cfg, run, res, hooks, log)
-        except StageFailedError as e:
-            runs.stage(run, res)["error"] = str(e)
-            run["status"] = "failed"
-            runs.save_run(root, run, storage)
-            raise
-    final = runs.stage(run, stage_resolutions(cfg)[-1])["checkpoint"]
-    run["tracking"].update(hooks.end_run(run, final) or {})
+    with failure_recorded(cfg, run, hooks, log):
+        run["tracking"].update(hooks.start_run(run) or {})
+        runs.save_run(root, run, storage)
+        for res in stage_resolutions(cfg):
+            if runs.is_done(run, res):
+                log(f"[full_run] stage {res}x{res}: done already ({runs.stage(run, res)['checkpoint']}), skipped")
+                continue
+            try:
+                train(cfg, run, res, hooks, log)
+            except StageFailedError as e:
+                runs.stage(run, res)["error"] = str(e)
+                raise
+        register_final(run, hooks)
     run["status"] = "done"
+    run.pop("error", None)
     runs.save_run(root, run, storage)
+    final = runs.stage(run, stage_resolutions(cfg)[-1])["checkpoint"]
     log(f"[full_run] run {run_id} done: final checkpoint {final}; manifest {runs.manifest_url(root, run_id)}")
     return run
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parse_args(argv)
-    from pipelines.ingest_checks import IngestError
-    from pipelines.train_stage import StageFailedError
+def run(args: argparse.Namespace, command: str = SCRIPT) -> int:
+    """Run or resume a staged training run from parsed arguments (full_run's or `pggan train`'s); returns the
+    exit status. Errors are one line, prefixed with the program's name."""
+    name = "full_run" if command == SCRIPT else command
+    argv = argv_of(args)
+
+    def fail(message: str, code: int) -> int:
+        print(f"{name}: error: {message}", file=sys.stderr)
+        return code
 
     try:
         cfg = load_config(args.config, args.overrides)
         run_id = runs.check_run_id(args.run_id) if args.run_id else runs.new_run_id()
     except (ConfigError, runs.RunError) as e:
-        print(f"full_run: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return fail(one_line(e), 2)
+    from pipelines.ingest_checks import IngestError
     from pipelines.preflight import PreflightError
+    from pipelines.train_stage import StageFailedError
 
+    again = resume_command(argv, run_id, command)
     try:
-        full_run(cfg, run_id, argv)
+        full_run(cfg, run_id, argv, command=command)
     except PreflightError as e:
         for problem in e.problems:
-            print(f"full_run: error: {problem}", file=sys.stderr)
+            fail(problem, 2)
         return 2
     except (runs.RunError, ConfigError) as e:
-        print(f"full_run: error: {' '.join(str(e).split())}", file=sys.stderr)
-        return 2
+        return fail(one_line(e), 2)
     except (IngestError, StageFailedError) as e:
-        print(f"full_run: error: {e}. Finished stages are kept; after fixing the cause, resume with: "
-              f"{resume_command(argv, run_id)}", file=sys.stderr)
-        return 1
+        return fail(f"{e}. Finished stages are kept; after fixing the cause, resume with: {again}", 1)
+    except RegistrationError as e:
+        return fail(f"{e}. Every stage is trained and kept (run.json says registration: failed). Once the cause is "
+                    f"fixed (e.g. the tracking server is reachable again), register it with: {again} (no stage is "
+                    "trained again)", 1)
+    except INTERRUPTS:
+        return fail(f"interrupted; finished stages are kept. Resume with: {again}", 130)
     except Exception as e:  # tracking errors and the like: one line, the traceback is not the user's problem
         if type(e).__name__ not in ("TrackingError",):
             raise
-        print(f"full_run: error: {e}", file=sys.stderr)
-        return 1
+        return fail(str(e), 1)
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

@@ -129,13 +129,16 @@ class TuneReportHooks(RunHooks):
     def end_run(self, run: Mapping[str, Any], final_checkpoint: str) -> dict[str, Any]:
         return self.inner.end_run(run, final_checkpoint)
 
+    def abort_run(self, run: Mapping[str, Any], status: str, reason: str) -> None:
+        self.inner.abort_run(run, status, reason)
+
 
 def run_trial(config: dict[str, Any], job: SweepJob) -> None:
     """One trial: full_run under run id {sweep}-t{index}; a resumed trial first re-reports its finished stages."""
     from ray import tune
 
     from pggan.sweep_tracking import attach_trial_run
-    from pipelines.full_run import full_run
+    from pipelines.full_run import RegistrationError, full_run
 
     index = sw.trial_index(tune.get_context().get_trial_id())
     run_id = sw.trial_run_id(job.name, index)
@@ -147,7 +150,11 @@ def run_trial(config: dict[str, Any], job: SweepJob) -> None:
         if previous is not None and runs.is_done(previous, res):
             tune.report(stage_report(previous, stages, i))
     hooks = TuneReportHooks(make_run_hooks(cfg), stages)
-    run = full_run(cfg, run_id, argv=[], log=lambda line: print(f"[t{index}] {line}", flush=True), hooks=hooks)
+    try:
+        run = full_run(cfg, run_id, argv=[], log=lambda line: print(f"[t{index}] {line}", flush=True), hooks=hooks)
+    except RegistrationError as e:  # every stage trained, so the score stands; only the trial's logged model is missing
+        print(f"[t{index}] warning: {e}; the trial's score is kept", flush=True)
+        run = runs.load_run(cfg.storage.root, run_id, cfg.storage)
     tune.report(stage_report(run, stages, len(stages) - 1))
 
 

@@ -76,26 +76,26 @@ def cluster_processes(root: str | Path, node: int | None = None) -> list[psutil.
     return found
 
 
-def stop_cluster(root: str | Path, grace_s: float = 10.0) -> None:
-    """End every process of the cluster under `root`: SIGTERM, then SIGKILL what is left after `grace_s`."""
-    procs = cluster_processes(root)
+def signal_and_wait(procs: list[psutil.Process], timeout_s: float, kill: bool = True) -> list[psutil.Process]:
+    """SIGKILL (or SIGTERM with kill=False) each process, ignoring those gone already; wait up to `timeout_s`
+    for them to end and return the ones still alive."""
     for p in procs:
         try:
-            p.terminate()
+            (p.kill if kill else p.terminate)()
         except psutil.NoSuchProcess:
             pass
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
+    return psutil.wait_procs(procs, timeout=timeout_s)[1]
+
+
+def stop_cluster(root: str | Path, grace_s: float = 10.0) -> None:
+    """End every process of the cluster under `root`: SIGTERM, then SIGKILL what is left after `grace_s`."""
+    alive = signal_and_wait(cluster_processes(root), grace_s, kill=False)
     # A SIGTERMed Ray node may start helpers while going down; sweep until nothing of the cluster is left.
     for _ in range(5):
         alive = [p for p in set(alive) | set(cluster_processes(root)) if p.is_running()]
         if not alive:
             return
-        for p in alive:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(alive, timeout=5)
+        signal_and_wait(alive, 5)
     left = [f"{p.pid} {' '.join(p.cmdline()[:3])}" for p in cluster_processes(root)]
     if left:
         raise RuntimeError(f"processes of the local cluster under {root} survived SIGKILL: {left}")
@@ -333,12 +333,7 @@ class LocalCluster:
         if not procs:
             raise ValueError(f"no running process belongs to node {index} of the cluster under {self.root} "
                              f"(worker nodes are 1 ... N; stopped already?)")
-        for p in procs:
-            try:
-                p.kill()
-            except psutil.NoSuchProcess:
-                pass
-        psutil.wait_procs(procs, timeout=10)
+        signal_and_wait(procs, 10)
         for s in self.services:
             if s.name == f"ray-node-{index}" and s.proc.poll() is None:
                 s.proc.wait(timeout=10)                         # reap our own `ray start` child

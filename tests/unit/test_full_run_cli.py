@@ -41,3 +41,32 @@ def test_a_submitted_job_with_a_relative_storage_root_is_refused(capsys, monkeyp
     monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}")                 # what Ray's job supervisor sets
     assert main(["--set", "storage.root=./pggan-data"]) == 2
     assert "absolute path or URL" in capsys.readouterr().err
+
+
+def help_text(*args: str) -> str:
+    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "COLUMNS": "100"}
+    out = subprocess.run([sys.executable, *args, "--help"], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         env=env)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def test_pggan_train_takes_full_runs_arguments_with_the_same_help():
+    train = help_text("-m", "pggan.cli", "train")
+    assert train.startswith("usage: pggan train [-h] [--config FILE] [--set KEY=VALUE] [--run-id RUN_ID]")
+    for text in ("--config", "--set", "--run-id", "data.source", "storage.root", "tracking.uri", "scaling.*",
+                 "Exit status"):
+        assert text in train, text
+    script = help_text("pipelines/full_run.py")
+    assert train[train.index("options:"):] == script[script.index("options:"):]   # options, notes, exit status
+
+
+def test_pggan_train_with_an_unknown_key_exits_2_naming_it_before_ray_is_imported(tmp_path):
+    code = ("import sys; from pggan.cli import main; status = main(['train', '--set', 'schedule.no_such_key=1', "
+            f"'--set', 'storage.root={tmp_path}']); print('ray' in sys.modules); sys.exit(status)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    err = out.stderr.strip()
+    assert err.startswith("pggan train: error:") and "schedule.no_such_key" in err and len(err.splitlines()) == 1
+    assert out.stdout.strip() == "False"                                  # pggan's cli path imports no Ray
+    assert not os.listdir(tmp_path)

@@ -91,3 +91,6 @@ def test_stage_metrics_name_each_swd_level_by_its_resolution():
 
 def test_credentials_are_removed_from_urls_in_text():
     assert tr.redact("see http://bob:pw@host:5000/x and s3://k:s@b") == "see http://***@host:5000/x and s3://***@b"
+    assert tr.redact("s3://AKIA:wJal/K7MD+bPx@minio:9000/b") == "s3://***@minio:9000/b"   # "/" in an AWS secret
+    assert tr.redact("https://token@host/x s3://bucket/key@v2 http://h:5000/x") == \
+        "https://***@host/x s3://bucket/key@v2 http://h:5000/x"                          # no credentials: as is
