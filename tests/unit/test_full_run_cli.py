@@ -70,3 +70,12 @@ def test_pggan_train_with_an_unknown_key_exits_2_naming_it_before_ray_is_importe
     assert err.startswith("pggan train: error:") and "schedule.no_such_key" in err and len(err.splitlines()) == 1
     assert out.stdout.strip() == "False"                                  # pggan's cli path imports no Ray
     assert not os.listdir(tmp_path)
+
+
+def test_a_private_local_ray_gets_the_fast_stage_settings_unless_the_user_set_them():
+    from pipelines.runtime import LOCAL_RAY_ENV, local_ray_env
+
+    assert local_ray_env({}) == LOCAL_RAY_ENV
+    assert float(LOCAL_RAY_ENV["RAY_TRAIN_HEALTH_CHECK_INTERVAL_S"]) < 2.0          # Ray Train's default poll is 2 s
+    mine = {"RAY_DATA_PARQUET_FOOTER_NUM_ACTORS": "32"}
+    assert "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS" not in local_ray_env(mine)          # the user's value wins
