@@ -13,6 +13,19 @@ from s3server import S3Server, free_port, start_moto, stop_moto  # tests/ is on 
 
 __all__ = ["S3Server", "free_port", "start_moto", "stop_moto"]
 
+# Two Ray settings for speed on a 2-core machine, set before any Ray starts in this session so that they reach
+# every process that matters: this process's Ray (`ray_local`), the pipeline subprocesses and their private Rays,
+# and the Ray clusters tests start (their raylets, and so their workers and job drivers, inherit this
+# environment). An explicit value in the environment wins. What a test asserts does not depend on either.
+# - Ray Train's controller polls its workers every 2 s by default, and a stage's Train job spends whole polls
+#   starting, registering checkpoints and shutting down: ~10 s of every job here, and the suite runs ~25 jobs.
+#   Ray Train hands the variable on to its controller and workers.
+os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
+# - Ray Data's `read_parquet` (each stage's training data) starts a pool of 32 footer-reader actors, one Python
+#   process each, for every read; a test level is one Parquet file, so one reader does the same work. 32
+#   processes starting at once on 2 cores cost 5-15 s of every Train job here.
+os.environ.setdefault("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "1")
+
 
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:

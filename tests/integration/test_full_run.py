@@ -25,8 +25,11 @@ def manifest(root: str, run_id: str) -> dict:
         return json.load(f)
 
 
-def test_a_run_trains_every_stage_records_it_and_a_rerun_trains_nothing(tiny_root, capsys):
-    assert main(args(tiny_root, "full")) == 0
+def test_a_run_trains_every_stage_records_it_and_a_rerun_trains_nothing(tracked_full_run, capsys):
+    """The session's tracked tiny run (conftest.tracked_full_run: this same main(), run once for this test and the
+    MLflow end-to-end test), then a rerun and a changed config under its id."""
+    tiny_root, sets = tracked_full_run["root"], tracked_full_run["sets"]
+    assert tracked_full_run["code"] == 0, (tracked_full_run["stdout"][-3000:], tracked_full_run["stderr"][-3000:])
     run = manifest(tiny_root, "full")
     assert run["status"] == "done"
     assert [(s["resolution"], s["status"]) for s in run["stages"].values()] == [(4, "done"), (8, "done")]
@@ -41,15 +44,15 @@ def test_a_run_trains_every_stage_records_it_and_a_rerun_trains_nothing(tiny_roo
     assert [(s["source"], s["nimg"]) for s in grown] == [("grown", 0)]
     assert grown[0]["from"] == run["stages"]["4"]["checkpoint"]        # stage 8 grew from stage 4's last state
     assert run["config"]["model"]["fmap_max"] == 16
-    out = capsys.readouterr().out
+    out = tracked_full_run["stdout"]
     assert "run id full" in out and "resume with: python pipelines/full_run.py" in out
 
-    assert main(args(tiny_root, "full")) == 0                          # again: nothing left to do
+    assert main(args(tiny_root, "full", *sets)) == 0                   # again: nothing left to do
     assert [len(starts(tiny_root, "full", r)) for r in (4, 8)] == [1, 1]
     assert manifest(tiny_root, "full")["stages"] == run["stages"]
     assert "is complete" in capsys.readouterr().out
 
-    assert main(args(tiny_root, "full", "model.fmap_max=32")) == 2     # another model under the same id
+    assert main(args(tiny_root, "full", *sets, "model.fmap_max=32")) == 2   # another model under the same id
     err = error_line(capsys.readouterr().err)
     assert "model.fmap_max: 16 -> 32" in err
 

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 
 import pytest
 
@@ -40,14 +39,16 @@ def image_keys(client, run_id: str) -> set[str]:
     return {f.path.split("/")[-1].split("+")[0] for f in client.list_artifacts(run_id, "images")}
 
 
-def test_tiny_full_run_fills_parent_and_stage_runs_and_registers_the_generator(mlflow_server, tmp_path):
-    name, experiment = f"pggan-e2e-{uuid.uuid4().hex[:6]}", f"e2e-{uuid.uuid4().hex[:6]}"
-    sets = (f"tracking.model_name={name}", f"tracking.experiment={experiment}")
-    done = full_run(tmp_path / "root", mlflow_server.url, "e2e", *sets)
-    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+def test_tiny_full_run_fills_parent_and_stage_runs_and_registers_the_generator(tracked_full_run):
+    """The session's tiny run (conftest.tracked_full_run: full_run's main() with tracking.uri at the session's
+    MLflow server, a fresh experiment and model name; test_full_run.py checks its manifest), then the same
+    command again as a user reruns it."""
+    done = tracked_full_run
+    name, experiment, run_id, url = done["model"], done["experiment"], done["run_id"], done["tracking_uri"]
+    assert done["code"] == 0, (done["stdout"][-3000:], done["stderr"][-3000:])
 
-    client = tr.client_for(mlflow_server.url)
-    parent, stages = parent_and_children(client, experiment, "e2e")
+    client = tr.client_for(url)
+    parent, stages = parent_and_children(client, experiment, run_id)
     assert parent.info.status == "FINISHED" and sorted(stages) == [4, 8]
     assert parent.data.params["data.resolution"] == "8"
     assert {"swd_avg", "ms_ssim"} <= set(parent.data.metrics)
@@ -64,9 +65,10 @@ def test_tiny_full_run_fills_parent_and_stage_runs_and_registers_the_generator(m
     assert client.get_model_version_by_alias(name, ALIAS_CHAMPION).version == newest.version == "1"
     assert float(newest.tags["swd_avg"]) == pytest.approx(parent.data.metrics["swd_avg"])
 
-    again = full_run(tmp_path / "root", mlflow_server.url, "e2e", *sets)   # a finished run id, run again
+    sets = [s for s in done["sets"] if not s.startswith("tracking.uri=")]
+    again = full_run(done["root"], url, run_id, *sets)                 # a finished run id, run again
     assert again.returncode == 0, again.stderr[-3000:]
-    same_parent, same_stages = parent_and_children(client, experiment, "e2e")
+    same_parent, same_stages = parent_and_children(client, experiment, run_id)
     assert same_parent.info.run_id == parent.info.run_id
     assert {r: c.info.run_id for r, c in same_stages.items()} == {r: c.info.run_id for r, c in stages.items()}
     assert [v.version for v in client.search_model_versions(f"name = '{name}'")] == ["1"]   # not registered twice

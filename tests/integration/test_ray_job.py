@@ -52,7 +52,7 @@ def ray_head(tmp_path):
             time.sleep(1)
         yield {**{k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS",)}, **client}
     finally:
-        stop_cluster(root)
+        stop_cluster(root, grace_s=3)       # teardown only: SIGKILL what SIGTERM has not ended after 3 s, not 10
 
 
 def _answers(client: dict[str, str]) -> bool:

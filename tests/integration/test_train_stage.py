@@ -15,11 +15,17 @@ from train_helpers import tiny_config
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
-def test_two_workers_end_with_identical_parameters_after_training_on_different_data(tiny_root):
+@pytest.fixture(scope="module")
+def ddp_stage(tiny_root):
+    """One 2-worker stage trained to its end (320 images at 4x4): (job, run_stage's result). Each Train job costs
+    half a minute here, so the rerun test reruns this finished stage instead of training one of its own."""
     cfg = worker_config(tiny_config(tiny_root, "schedule.stabilize_kimg=0.32"))
     job = StageJob(cfg, "ddp", 4, dataset_url(cfg))
-    out = run_stage(job)
+    return job, run_stage(job)
 
+
+def test_two_workers_end_with_identical_parameters_after_training_on_different_data(ddp_stage):
+    job, out = ddp_stage
     ranks = st.read_json(st.join(job.log_url, "ranks.json"))["ranks"]
     assert [r["rank"] for r in ranks] == [0, 1]
     assert ranks[0]["steps"] == ranks[1]["steps"] == 20                  # 320 images / global minibatch 16
@@ -31,13 +37,13 @@ def test_two_workers_end_with_identical_parameters_after_training_on_different_d
     assert len(state["rng"]) == 2                                        # each rank's RNG state is kept
 
 
-def test_rerunning_a_finished_stage_returns_its_checkpoint_without_training(tiny_root):
-    cfg = worker_config(tiny_config(tiny_root))
-    job = StageJob(cfg, "again", 4, dataset_url(cfg))
-    first = run_stage(job)
+def test_rerunning_a_finished_stage_returns_its_checkpoint_without_training(ddp_stage):
+    job, first = ddp_stage
+    ticks = read_jsonl(st.join(job.log_url, "metrics.jsonl"))
+    assert [t["kimg"] for t in ticks] == [0.112, 0.208, 0.304, 0.32]     # every 0.1 kimg, and the stage end
     second = run_stage(job)
     starts = read_jsonl(st.join(job.log_url, "resume.jsonl"))
     assert second["checkpoint"] == first["checkpoint"]
     assert [s["source"] for s in starts] == ["fresh", "checkpoint"]
-    assert starts[1]["nimg"] == first["nimg"] == 208
-    assert len(read_jsonl(st.join(job.log_url, "metrics.jsonl"))) == 2   # the second start logged no tick
+    assert starts[1]["nimg"] == first["nimg"] == 320
+    assert read_jsonl(st.join(job.log_url, "metrics.jsonl")) == ticks     # the second start logged no tick

@@ -79,7 +79,7 @@ def test_a_sweep_whose_driver_died_resumes_without_retraining_finished_stages(tm
         deadline = time.monotonic() + 900
         while "stage 4x4 done" not in log_path.read_text() and driver.poll() is None:
             assert time.monotonic() < deadline, log_path.read_text()[-4000:]
-            time.sleep(2)
+            time.sleep(0.25)
     finally:
         if driver.poll() is None:
             os.kill(driver.pid, signal.SIGKILL)                   # the driver dies; its local Ray goes with it
