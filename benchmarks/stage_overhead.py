@@ -2,9 +2,10 @@
 training step in a plain process (same model, minibatch, resolution; data in memory), the fixed cost per stage
 (start, data pipeline, checkpoint saves, teardown) in seconds, and 2 workers against 1. Prints JSON lines.
 
-    python benchmarks/stage_overhead.py [--config demo.yaml] [--res 16] [--kimg 3] [--root /tmp/pggan-bench]
+    python benchmarks/stage_overhead.py [--config demo.yaml] [--res 16] [--kimg 6] [--root /tmp/pggan-bench]
 
-Steady state = the stage's per-tick img/s after its first tick (which includes the data pipeline's start).
+Steady state = the median of the per-tick img/s after the first tick (which includes the data pipeline's start);
+the plain loop runs as many images in windows of the same size.
 The plain loop uses as many torch threads as the 1-worker Ray stage gets (scaling.cpus_per_worker = all cores).
 """
 from __future__ import annotations
@@ -38,25 +39,33 @@ def bench_config(args: argparse.Namespace, workers: int, cpus_per_worker: float)
     """One stage at args.res with no fade-in (it is the start resolution), args.kimg images long."""
     return load_config(args.config, [
         f"storage.root={args.root}", f"data.resolution={args.res}", f"schedule.start_resolution={args.res}",
-        "schedule.fade_kimg=0", f"schedule.stabilize_kimg={args.kimg}", f"schedule.tick_kimg={args.kimg / 6:g}",
+        "schedule.fade_kimg=0", f"schedule.stabilize_kimg={args.kimg}", "schedule.fade_kimg_per_res={}",
+        "schedule.stabilize_kimg_per_res={}", f"schedule.tick_kimg={args.kimg / 10:g}",
         f"schedule.ckpt_kimg={args.kimg / 2:g}", f"scaling.num_workers={workers}",
         f"scaling.cpus_per_worker={cpus_per_worker}", "scaling.max_failures=0"])
 
 
-def plain_loop(cfg: PipelineConfig, res: int, steps: int, warmup: int, threads: int) -> float:
-    """img/s of train_step in this process on in-memory data (global minibatch, one process)."""
+def plain_loop(cfg: PipelineConfig, res: int, kimg: float, threads: int) -> dict:
+    """img/s of train_step in this process on in-memory data (global minibatch, one process), measured like the
+    Ray stage: the same number of images, in windows of schedule.tick_kimg, median of the windows after the first."""
     torch.set_num_threads(threads)
     plan = stage_plan(cfg, res)
     images = torch.from_numpy(read_level_numpy(dataset_url(cfg), res, cfg.storage))   # uint8 [N, R, R, 3]
     nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, "cpu", init_seed=0)
     stream = training.cycle_batches(iter(images.split(plan.batch_size)[:-1]), lambda: iter(()), plan.batch_size,
                                     cache_bytes=1 << 40)
-    for i in range(warmup + steps):
-        if i == warmup:
-            started = time.perf_counter()
+    window = max(int(cfg.schedule.tick_kimg * 1000), plan.batch_size)
+    rates, nimg, mark, clock = [], 0, 0, time.perf_counter()
+    while nimg < kimg * 1000:
         reals = to_float(next(stream))
         training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, 1.0, cfg)
-    return steps * plan.batch_size / (time.perf_counter() - started)
+        nimg += plan.batch_size
+        if nimg - mark >= window:
+            now = time.perf_counter()
+            rates.append((nimg - mark) / (now - clock))
+            mark, clock = nimg, now
+    steady = rates[1:] or rates
+    return {"img_per_s": statistics.median(steady), "min": min(steady), "max": max(steady), "windows": len(rates)}
 
 
 def ray_stage(cfg: PipelineConfig, res: int, run_id: str) -> dict:
@@ -72,7 +81,7 @@ def ray_stage(cfg: PipelineConfig, res: int, run_id: str) -> dict:
     ticks = read_jsonl(st.join(job.log_url, "metrics.jsonl"))
     steady = [t["img_per_s"] for t in ticks[1:]] or [ticks[-1]["img_per_s"]]
     training_s = sum(t["tick_s"] for t in ticks)
-    return {"img_per_s": statistics.median(steady), "wall_s": round(wall, 2),
+    return {"img_per_s": statistics.median(steady), "min": min(steady), "max": max(steady), "wall_s": round(wall, 2),
             "fixed_s": round(wall - training_s, 2), "nimg": out["nimg"],
             "threads": read_jsonl(st.join(job.log_url, "resume.jsonl"))[-1].get("threads")}
 
@@ -81,8 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="demo.yaml", help="model and minibatch from this preset (demo.yaml)")
     parser.add_argument("--res", type=int, default=16, help="resolution of the stage (default 16)")
-    parser.add_argument("--kimg", type=float, default=3.0, help="images (thousands) per Ray stage (default 3)")
-    parser.add_argument("--steps", type=int, default=40, help="timed steps of the plain loop (default 40)")
+    parser.add_argument("--kimg", type=float, default=6.0, help="images (thousands) per stage, Ray and plain (default 6)")
     parser.add_argument("--root", default="/tmp/pggan-bench", help="storage root for data and runs")
     args = parser.parse_args(argv)
 
@@ -96,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     init_ray(one)
     ingest(one, log=lambda _: None)
     plan = stage_plan(one, args.res)
-    plain = plain_loop(one, args.res, args.steps, warmup=5, threads=cores)
-    emit(case="plain", res=args.res, batch=plan.batch_size, threads=cores, img_per_s=round(plain, 1))
+    p = plain_loop(one, args.res, args.kimg, threads=cores)
+    plain = p["img_per_s"]
+    emit(case="plain", res=args.res, batch=plan.batch_size, threads=cores, **p)
 
     stamp = time.strftime("%H%M%S")
     r1 = ray_stage(one, args.res, f"bench-{stamp}-1w")
