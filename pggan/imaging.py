@@ -195,6 +195,24 @@ def image_grid(images: np.ndarray, cols: int | None = None, pad: int = 0) -> np.
     return grid
 
 
+def upscale_nearest(images: np.ndarray, factor: int) -> np.ndarray:
+    """uint8 [N, H, W, C] -> [N, H*factor, W*factor, C], each pixel a factor x factor block (no smoothing)."""
+    return images if factor == 1 else images.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
+SAMPLE_TILE_PX = 64     # sample-grid tiles are shown at least this large
+SAMPLE_GUTTER_PX = 2    # black lines between tiles, so low-resolution tiles do not run into each other
+
+
+def sample_grid_image(images: np.ndarray, cols: int, min_tile: int = SAMPLE_TILE_PX,
+                      gutter: int = SAMPLE_GUTTER_PX) -> np.ndarray:
+    """Generated images uint8 [N, R, R, C] -> one grid to look at: tiles enlarged by a whole factor to at least
+    min_tile pixels (a 4x4 sample becomes 64x64 of 16x16 blocks; 64x64 and up stay as they are), gutters between."""
+    images = np.asarray(images)
+    factor = max(1, -(-min_tile // images.shape[1]))
+    return image_grid(upscale_nearest(images, factor), cols=cols, pad=gutter)
+
+
 def encode_png(img: np.ndarray) -> bytes:
     """uint8 [H, W, 3] (or [H, W] grey) -> PNG bytes."""
     buf = io.BytesIO()

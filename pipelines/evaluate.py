@@ -23,7 +23,7 @@ from pggan import storage as st  # noqa: E402
 from pggan.config import PipelineConfig, StorageConfig  # noqa: E402
 from pggan.dataset import MANIFEST, level_name, read_level_numpy, read_manifest  # noqa: E402
 from pggan.generate import GenerateError, generate_images, load_generator, tracking_uri_for  # noqa: E402
-from pggan.imaging import box_pyramid, image_grid  # noqa: E402
+from pggan.imaging import box_pyramid, sample_grid_image  # noqa: E402
 from pggan.metrics import evaluate_images  # noqa: E402
 from pggan.nn import Generator  # noqa: E402
 
@@ -68,9 +68,11 @@ def evaluate_generator(G: Generator, dataset_url: str, res: int, num_images: int
 
 
 def sample_grid(checkpoint_url: str, grid_size: int, seed: int, storage: StorageConfig | None = None) -> np.ndarray:
-    """A grid_size x grid_size uint8 HWC grid from fixed latents (the same at every stage for a given seed)."""
+    """A grid_size x grid_size uint8 HWC grid from fixed latents (the same at every stage for a given seed), tiles
+    enlarged to at least 64 px (imaging.sample_grid_image) so that 4x4 and 8x8 samples can be looked at."""
     state = ckpt_io.load_checkpoint(checkpoint_url, storage)
-    return image_grid(generate_uint8(ckpt_io.build_generator(state), grid_size * grid_size, seed), cols=grid_size)
+    fakes = generate_uint8(ckpt_io.build_generator(state), grid_size * grid_size, seed)   # uint8 [g*g, R, R, 3]
+    return sample_grid_image(fakes, cols=grid_size)
 
 
 # Not captured by a caller's placement group (a Tune trial's holds only the trial function's 0.01 CPU).

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from pggan import storage as st
 from pggan import training
-from pggan.imaging import image_grid, to_uint8
+from pggan.imaging import sample_grid_image, to_uint8
 from pggan.runlog import FanoutLogger, JsonlStageLogger, append_jsonl
 from pggan.schedule import StagePlan, next_boundary, phase_at
 
@@ -103,7 +103,7 @@ class StageProgress:
         kimg = nimg / 1000
         self.logger.log_metrics({**m, "resolution": self.job.res, "kimg": kimg, "lr": self.plan.lr}, kimg)
         fakes = training.generate(self.nets.G_ema, self.latents, alpha)          # [g*g, 3, R, R]
-        self.logger.log_image(image_grid(to_uint8(fakes), cols=self.job.cfg.eval.grid_size), "grids", kimg)
+        self.logger.log_image(sample_grid_image(to_uint8(fakes), cols=self.job.cfg.eval.grid_size), "grids", kimg)
 
     def finished(self, digests: list[dict[str, Any]]) -> None:
         """Rank 0 records every rank's parameter digest (equal when the ranks stayed in sync)."""

@@ -38,7 +38,11 @@ def test_a_run_trains_every_stage_records_it_and_a_rerun_trains_nothing(tracked_
         assert {"swd_levels", "swd_avg", "ms_ssim"} <= set(stage["metrics"])
         assert np.isfinite(stage["metrics"]["swd_avg"]) and 0 <= stage["metrics"]["ms_ssim"] <= 1
         grid = np.asarray(Image.open(os.path.join(run_dir(tiny_root, "full"), "samples", f"r{res:04d}.png")))
-        assert grid.shape == (4 * res, 4 * res, 3)                     # eval.grid_size 4
+        tile = 64 // res                                               # tiles enlarged to 64 px, 2 px gutters
+        assert grid.shape == (4 * 64 + 3 * 2, 4 * 64 + 3 * 2, 3)       # eval.grid_size 4
+        first = grid[:64, :64]                                         # one sample: res x res blocks of tile px
+        np.testing.assert_array_equal(first, first[::tile, ::tile].repeat(tile, 0).repeat(tile, 1))
+        assert len(np.unique(first.reshape(-1, 3), axis=0)) > 1        # an image, not a flat colour
     assert run["stages"]["8"]["nimg"] == 400                           # 0.2 kimg fade + 0.2 kimg stabilize
     grown = starts(tiny_root, "full", 8)
     assert [(s["source"], s["nimg"]) for s in grown] == [("grown", 0)]

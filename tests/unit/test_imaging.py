@@ -218,6 +218,20 @@ def test_image_grid_places_images_row_major_and_fills_with_black():
     assert grid[0, 0, 0] == 10 and grid[0, 2, 0] == 20 and grid[2, 0, 0] == 30 and grid[2, 2, 0] == 0
 
 
+def test_sample_grids_enlarge_small_samples_without_blurring_and_keep_large_ones():
+    rng = np.random.default_rng(5)
+    small = rng.integers(0, 256, (4, 4, 4, 3), dtype=np.uint8)                # four 4x4 samples
+    grid = imaging.sample_grid_image(small, cols=2)
+    assert grid.shape == (2 * 64 + 2, 2 * 64 + 2, 3)                           # 64 px tiles, a 2 px gutter
+    np.testing.assert_array_equal(grid[:64, :64], small[0].repeat(16, 0).repeat(16, 1))
+    np.testing.assert_array_equal(grid[66:, 66:], small[3].repeat(16, 0).repeat(16, 1))
+    assert not grid[64:66].any() and not grid[:, 64:66].any()                 # gutters are black
+    odd = imaging.sample_grid_image(rng.integers(0, 256, (1, 24, 24, 3), dtype=np.uint8), cols=1)
+    assert odd.shape == (72, 72, 3)                                            # whole factor 3, at least 64
+    large = rng.integers(0, 256, (2, 64, 64, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(imaging.sample_grid_image(large, cols=2)[:, 66:], large[1])
+
+
 def test_save_png_writes_a_readable_file(tmp_path):
     img = np.random.default_rng(3).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     imaging.save_png(str(tmp_path / "sub" / "x.png"), img)
