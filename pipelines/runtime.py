@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -72,6 +73,48 @@ def local_ray_env(environ: dict[str, str] | os._Environ) -> dict[str, str]:
     return {k: v for k, v in LOCAL_RAY_ENV.items() if k not in environ}
 
 
+DASHBOARD_PORT = 8265     # Ray's usual dashboard port; a private Ray takes a free one when another Ray holds it
+
+
+def _free_port(preferred: int) -> int:
+    """`preferred` if nothing listens on it on loopback, else a port the kernel hands out."""
+    for port in (preferred, 0):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return sock.getsockname()[1]
+    raise OSError("no free port on 127.0.0.1 for the Ray dashboard")
+
+
+def start_private_ray(num_cpus: int, **init_kwargs) -> str:
+    """ray.init(address="local") with the dashboard on loopback, and every process of this Ray told where it is.
+
+    Ray Train's placement-group cleaner asks the dashboard's state API whether the Train controller is still alive.
+    Left to itself, a worker finds "the" cluster by scanning the machine: with no dashboard every check fails (and
+    logs a warning a second), and beside a `ray start` cluster it would ask that cluster, not find the controller
+    there, and remove the stage's placement group. RAY_API_SERVER_ADDRESS, set while ray.init starts the raylet
+    (whose environment every worker inherits) and restored afterwards, points them at this Ray's own dashboard.
+    Returns the dashboard URL.
+    """
+    import ray
+
+    port = _free_port(DASHBOARD_PORT)
+    url = f"http://127.0.0.1:{port}"
+    saved = os.environ.get("RAY_API_SERVER_ADDRESS")
+    os.environ["RAY_API_SERVER_ADDRESS"] = url
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 dashboard_port=port, **init_kwargs)
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_API_SERVER_ADDRESS", None)
+        else:
+            os.environ["RAY_API_SERVER_ADDRESS"] = saved
+    return url
+
+
 def init_ray(cfg: PipelineConfig) -> str:
     """Use the running Ray; else join scaling.ray_address / RAY_ADDRESS (a job's driver has it); else start a
     private local Ray. Returns a short description of which."""
@@ -86,5 +129,7 @@ def init_ray(cfg: PipelineConfig) -> str:
         return f"the Ray cluster at {address}"
     make_importable()                                           # before ray.init: workers inherit PYTHONPATH
     os.environ.update(local_ray_env(os.environ))                # and these
-    ray.init(address="local", num_cpus=local_num_cpus(cfg), include_dashboard=False, log_to_driver=True)
-    return f"a private local Ray ({local_num_cpus(cfg)} logical CPUs)"
+    # With the dashboard (~3 s once per run): where Ray users watch a run, and what Ray Train's placement-group
+    # cleaner needs (start_private_ray).
+    dashboard = start_private_ray(local_num_cpus(cfg), log_to_driver=True)
+    return f"a private local Ray ({local_num_cpus(cfg)} logical CPUs, dashboard {dashboard})"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import logging
 import os
 import random
 import re
@@ -198,6 +199,17 @@ def _batches(plan: StagePlan, world: int):
     return training.cycle_batches(epoch(), epoch, per_rank, CACHE_BYTES)
 
 
+def _quiet_report_lines() -> None:
+    """Ray Train 2.60 logs every report, metrics dict and all, as an INFO line on the driver's console from every
+    rank: its logger is named by file path, so RunConfig's LoggingConfig (which filters "ray.train.*") misses it.
+    The stage prints its own progress line per tick instead."""
+    try:
+        from ray.train.v2._internal.execution import context as train_context
+    except ImportError:                                          # another Ray layout: leave its logging alone
+        return
+    logging.getLogger(train_context.__file__).setLevel(logging.WARNING)
+
+
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """Ray Train worker: resume or start the stage, train to its end, checkpoint along the way."""
     import ray
@@ -205,6 +217,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray.train.torch
 
     job: StageJob = config["job"]
+    _quiet_report_lines()
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()

@@ -56,7 +56,9 @@ def ray_local(s3_server: S3Server) -> Iterator[None]:
     are set before ray.init: Ray worker processes only see variables that existed when Ray started."""
     import ray
 
-    ray.init(address="local", num_cpus=4, include_dashboard=False)
+    from pipelines.runtime import start_private_ray
+
+    start_private_ray(num_cpus=4)                       # as the pipeline starts one (dashboard and all)
     try:
         yield None
     finally:

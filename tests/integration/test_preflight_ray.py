@@ -47,3 +47,28 @@ def test_more_gpu_workers_than_the_cluster_has_gpus_is_refused(ray_local, tmp_pa
     [line] = refused.value.problems
     assert line.startswith(f"scaling.use_gpu=true needs {workers} GPUs") and f"has {gpus}" in line
     assert "scaling.use_gpu=false" in line
+
+
+def test_workers_of_a_private_ray_reach_its_own_state_api(ray_local):
+    """Ray Train's placement-group cleaner runs in a worker and asks the state API whether the Train controller is
+    alive. A private Ray (pipelines.runtime.start_private_ray) must answer it from its own dashboard: without one,
+    every check fails; aimed at another Ray on the machine, a live controller would look dead and the stage's
+    placement group would be removed under it."""
+    import ray
+
+    @ray.remote(num_cpus=0)
+    class Probe:
+        def ping(self) -> bool:
+            return True
+
+    @ray.remote(num_cpus=0)
+    def alive_from_a_worker(actor_id: str) -> bool:
+        from ray.util.state import get_actor
+
+        state = get_actor(actor_id, timeout=10)
+        return state is not None and state.state == "ALIVE"
+
+    probe = Probe.remote()
+    assert ray.get(probe.ping.remote())
+    assert ray.get(alive_from_a_worker.remote(probe._actor_id.hex()), timeout=60)
+    ray.kill(probe)
