@@ -2,11 +2,20 @@
 training step in a plain process (same model, minibatch, resolution; data in memory), the fixed cost per stage
 (start, data pipeline, checkpoint saves, teardown) in seconds, and 2 workers against 1. Prints JSON lines.
 
-    python benchmarks/stage_overhead.py [--config demo.yaml] [--res 16] [--kimg 6] [--root /tmp/pggan-bench]
+    python benchmarks/stage_overhead.py [--config demo.yaml] [--res 16] [--kimg 6] [--repeats 3] [--root DIR]
 
 Steady state = the median of the per-tick img/s after the first tick (which includes the data pipeline's start);
-the plain loop runs as many images in windows of the same size.
+the plain loop is measured the same way, in windows of the same size.
 The plain loop uses as many torch threads as the 1-worker Ray stage gets (scaling.cpus_per_worker = all cores).
+
+The machine's own speed drifts by up to ~20% over tens of seconds (shared cores), more than the effect measured, so
+the measurements are interleaved: plain, Ray 1 worker, plain, Ray 2 workers, plain, ... and each Ray stage is
+compared with the mean of the plain loop just before and just after it. The summary gives the median of those
+ratios over --repeats rounds and their range.
+
+The plain loop runs in its own process with no Ray on the machine (Ray is shut down around it and started again for
+each stage; ray.init is not counted in the fixed cost), so the ratio includes what Ray's own processes take from the
+step. --plain-beside-ray runs it in this process beside an idle Ray instead, which leaves only Ray Train's share.
 """
 from __future__ import annotations
 
@@ -14,6 +23,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -86,38 +96,78 @@ def ray_stage(cfg: PipelineConfig, res: int, run_id: str) -> dict:
             "threads": read_jsonl(st.join(job.log_url, "resume.jsonl"))[-1].get("threads")}
 
 
+def bracketed(ray_rate: float, before: float, after: float) -> float:
+    """A Ray stage's img/s relative to the plain loop measured just before and just after it."""
+    return ray_rate / ((before + after) / 2)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", default="demo.yaml", help="model and minibatch from this preset (demo.yaml)")
     parser.add_argument("--res", type=int, default=16, help="resolution of the stage (default 16)")
-    parser.add_argument("--kimg", type=float, default=6.0, help="images (thousands) per stage, Ray and plain (default 6)")
+    parser.add_argument("--kimg", type=float, default=6.0, help="images (thousands) per Ray stage (default 6); "
+                        "each plain-loop measurement runs half as many")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of plain / 1 worker / plain / 2 workers "
+                        "(default 3; about 1.5 min each on 2 cores)")
     parser.add_argument("--root", default="/tmp/pggan-bench", help="storage root for data and runs")
+    parser.add_argument("--plain-beside-ray", action="store_true", help="run the plain loop in this process beside "
+                        "an idle Ray instead of in a process of its own with Ray shut down")
+    parser.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)   # the plain loop's process
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    cores = os.cpu_count() or 1
+    if args.plain_only:
+        p = plain_loop(bench_config(args, 1, float(cores)), args.res, args.kimg / 2, threads=cores)
+        print(json.dumps(p), flush=True)
+        return 0
 
     import ray
 
     from pipelines.ingest import ingest
     from pipelines.runtime import init_ray
 
-    cores = os.cpu_count() or 1
-    one = bench_config(args, 1, float(cores))
+    one, two = bench_config(args, 1, float(cores)), bench_config(args, 2, cores / 2)
     init_ray(one)
     ingest(one, log=lambda _: None)
     plan = stage_plan(one, args.res)
-    p = plain_loop(one, args.res, args.kimg, threads=cores)
-    plain = p["img_per_s"]
-    emit(case="plain", res=args.res, batch=plan.batch_size, threads=cores, **p)
+    common = {"res": args.res, "batch": plan.batch_size}
+    beside = args.plain_beside_ray
+
+    def plain() -> float:
+        if beside:
+            p = plain_loop(one, args.res, args.kimg / 2, threads=cores)
+        else:
+            ray.shutdown()
+            cmd = [sys.executable, os.path.abspath(__file__), "--plain-only", "--config", args.config,
+                   "--res", str(args.res), "--kimg", str(args.kimg), "--root", args.root]
+            p = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+        emit(case="plain", threads=cores, ray_running=beside, **common, **p)
+        return p["img_per_s"]
 
     stamp = time.strftime("%H%M%S")
-    r1 = ray_stage(one, args.res, f"bench-{stamp}-1w")
-    emit(case="ray_1_worker", res=args.res, batch=plan.batch_size, **r1,
-         ratio_vs_plain=round(r1["img_per_s"] / plain, 3))
-    r2 = ray_stage(bench_config(args, 2, cores / 2), args.res, f"bench-{stamp}-2w")
-    emit(case="ray_2_workers", res=args.res, batch=plan.batch_size, **r2,
-         ratio_vs_1_worker=round(r2["img_per_s"] / r1["img_per_s"], 3))
-    emit(case="summary", res=args.res, batch=plan.batch_size, cores=cores,
-         ray_vs_plain=round(r1["img_per_s"] / plain, 3), fixed_s_per_stage=r1["fixed_s"],
-         two_vs_one_worker=round(r2["img_per_s"] / r1["img_per_s"], 3))
+    ratios: dict[str, list[float]] = {"1": [], "2": []}
+    fixed: dict[str, list[float]] = {"1": [], "2": []}
+    before = plain()
+    for i in range(args.repeats):
+        for workers, cfg in (("1", one), ("2", two)):
+            init_ray(cfg)                                   # no-op when Ray is up (--plain-beside-ray)
+            r = ray_stage(cfg, args.res, f"bench-{stamp}-{i}-{workers}w")
+            after = plain()
+            ratio = bracketed(r["img_per_s"], before, after)
+            ratios[workers].append(ratio)
+            fixed[workers].append(r["fixed_s"])
+            emit(case=f"ray_{workers}_worker{'s' if workers == '2' else ''}", round=i, **common, **r,
+                 ratio_vs_plain=round(ratio, 3))
+            before = after
+
+    def spread(xs: list[float]) -> dict:
+        return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3)}
+
+    emit(case="summary", **common, cores=cores, repeats=args.repeats, plain_beside_ray=beside,
+         ray_vs_plain=spread(ratios["1"]), two_workers_vs_plain=spread(ratios["2"]),
+         two_vs_one_worker=round(statistics.median(ratios["2"]) / statistics.median(ratios["1"]), 3),
+         fixed_s_per_stage=spread(fixed["1"]), fixed_s_per_stage_2_workers=spread(fixed["2"]))
     ray.shutdown()
     return 0
 
