@@ -117,9 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
     cores = os.cpu_count() or 1
+    one, two = bench_config(args, 1, float(cores)), bench_config(args, 2, cores / 2)
     if args.plain_only:
-        p = plain_loop(bench_config(args, 1, float(cores)), args.res, args.kimg / 2, threads=cores)
-        print(json.dumps(p), flush=True)
+        print(json.dumps(plain_loop(one, args.res, args.kimg / 2, threads=cores)), flush=True)
         return 0
 
     import ray
@@ -127,7 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     from pipelines.ingest import ingest
     from pipelines.runtime import init_ray
 
-    one, two = bench_config(args, 1, float(cores)), bench_config(args, 2, cores / 2)
     init_ray(one)
     ingest(one, log=lambda _: None)
     plan = stage_plan(one, args.res)
@@ -146,28 +145,29 @@ def main(argv: list[str] | None = None) -> int:
         return p["img_per_s"]
 
     stamp = time.strftime("%H%M%S")
-    ratios: dict[str, list[float]] = {"1": [], "2": []}
-    fixed: dict[str, list[float]] = {"1": [], "2": []}
+    cases = {"ray_1_worker": one, "ray_2_workers": two}
+    ratios: dict[str, list[float]] = {case: [] for case in cases}
+    fixed: dict[str, list[float]] = {case: [] for case in cases}
     before = plain()
     for i in range(args.repeats):
-        for workers, cfg in (("1", one), ("2", two)):
+        for case, cfg in cases.items():
             init_ray(cfg)                                   # no-op when Ray is up (--plain-beside-ray)
-            r = ray_stage(cfg, args.res, f"bench-{stamp}-{i}-{workers}w")
+            r = ray_stage(cfg, args.res, f"bench-{stamp}-{i}-{cfg.scaling.num_workers}w")
             after = plain()
             ratio = bracketed(r["img_per_s"], before, after)
-            ratios[workers].append(ratio)
-            fixed[workers].append(r["fixed_s"])
-            emit(case=f"ray_{workers}_worker{'s' if workers == '2' else ''}", round=i, **common, **r,
-                 ratio_vs_plain=round(ratio, 3))
+            ratios[case].append(ratio)
+            fixed[case].append(r["fixed_s"])
+            emit(case=case, round=i, **common, **r, ratio_vs_plain=round(ratio, 3))
             before = after
 
     def spread(xs: list[float]) -> dict:
         return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3)}
 
     emit(case="summary", **common, cores=cores, repeats=args.repeats, plain_beside_ray=beside,
-         ray_vs_plain=spread(ratios["1"]), two_workers_vs_plain=spread(ratios["2"]),
-         two_vs_one_worker=round(statistics.median(ratios["2"]) / statistics.median(ratios["1"]), 3),
-         fixed_s_per_stage=spread(fixed["1"]), fixed_s_per_stage_2_workers=spread(fixed["2"]))
+         ray_vs_plain=spread(ratios["ray_1_worker"]), two_workers_vs_plain=spread(ratios["ray_2_workers"]),
+         two_vs_one_worker=round(statistics.median(ratios["ray_2_workers"])
+                                 / statistics.median(ratios["ray_1_worker"]), 3),
+         fixed_s_per_stage=spread(fixed["ray_1_worker"]), fixed_s_per_stage_2_workers=spread(fixed["ray_2_workers"]))
     ray.shutdown()
     return 0
 
