@@ -16,6 +16,10 @@ ratios over --repeats rounds and their range.
 The plain loop runs in its own process with no Ray on the machine (Ray is shut down around it and started again for
 each stage; ray.init is not counted in the fixed cost), so the ratio includes what Ray's own processes take from the
 step. --plain-beside-ray runs it in this process beside an idle Ray instead, which leaves only Ray Train's share.
+
+--idle-ray measures the floor under all of this: the plain loop in its own process with no Ray on the machine against
+the same process beside an idle private Ray started as the pipeline starts it (no stage, no Ray Train), interleaved the
+same way, with the CPU Ray's own processes took meanwhile (% of one core, from /proc; Linux only).
 """
 from __future__ import annotations
 
@@ -78,6 +82,62 @@ def plain_loop(cfg: PipelineConfig, res: int, kimg: float, threads: int) -> dict
     return {"img_per_s": statistics.median(steady), "min": min(steady), "max": max(steady), "windows": len(rates)}
 
 
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])                # utime + stime
+
+
+def _descendants(root: int) -> list[int]:
+    """Live processes below `root` (Ray's GCS, raylet, dashboard, workers ... below the driver), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except OSError:                                    # gone meanwhile
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _ticks_of(pids: list[int]) -> dict[int, int]:
+    out = {}
+    for pid in pids:
+        try:
+            out[pid] = _cpu_ticks(pid)
+        except OSError:
+            pass
+    return out
+
+
+def plain_process(args: argparse.Namespace, measure_ray_cpu: bool = False) -> dict:
+    """The plain loop in a process of its own; with measure_ray_cpu, also the CPU (% of one core) that this
+    process's other descendants (a running local Ray) took while it ran."""
+    cmd = [sys.executable, os.path.abspath(__file__), "--plain-only", "--config", args.config,
+           "--res", str(args.res), "--kimg", str(args.kimg), "--root", args.root]
+    start = _ticks_of(_descendants(os.getpid())) if measure_ray_cpu else {}
+    clock = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    others = [p for p in _descendants(os.getpid()) if p != proc.pid] if measure_ray_cpu else []
+    out, err = proc.communicate()
+    if proc.returncode:
+        raise RuntimeError(f"the plain loop failed (exit {proc.returncode}):\n{err[-2000:]}")
+    result = json.loads(out.splitlines()[-1])
+    if measure_ray_cpu:
+        seconds, end = time.perf_counter() - clock, _ticks_of(others)
+        used = sum(t - start.get(pid, 0) for pid, t in end.items())
+        result["ray_cpu_pct_of_core"] = round(100 * used / os.sysconf("SC_CLK_TCK") / seconds, 1)
+        result["ray_processes"] = len(end)
+    return result
+
+
 def ray_stage(cfg: PipelineConfig, res: int, run_id: str) -> dict:
     """Run the stage under Ray Train; steady img/s from its ticks, fixed cost = wall - training time."""
     from pipelines.runtime import worker_config
@@ -96,6 +156,10 @@ def ray_stage(cfg: PipelineConfig, res: int, run_id: str) -> dict:
             "threads": read_jsonl(st.join(job.log_url, "resume.jsonl"))[-1].get("threads")}
 
 
+def spread(xs: list[float]) -> dict:
+    return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3)}
+
+
 def bracketed(ray_rate: float, before: float, after: float) -> float:
     """A Ray stage's img/s relative to the plain loop measured just before and just after it."""
     return ray_rate / ((before + after) / 2)
@@ -112,10 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default="/tmp/pggan-bench", help="storage root for data and runs")
     parser.add_argument("--plain-beside-ray", action="store_true", help="run the plain loop in this process beside "
                         "an idle Ray instead of in a process of its own with Ray shut down")
+    parser.add_argument("--idle-ray", action="store_true", help="measure only what an idle private Ray on the "
+                        "machine costs the plain loop (no stage); see the module doc")
     parser.add_argument("--plain-only", action="store_true", help=argparse.SUPPRESS)   # the plain loop's process
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")
+    if args.idle_ray and args.plain_beside_ray:
+        parser.error("--idle-ray and --plain-beside-ray measure different things: give one")
     cores = os.cpu_count() or 1
     one, two = bench_config(args, 1, float(cores)), bench_config(args, 2, cores / 2)
     if args.plain_only:
@@ -132,15 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     plan = stage_plan(one, args.res)
     common = {"res": args.res, "batch": plan.batch_size}
     beside = args.plain_beside_ray
+    if args.idle_ray:
+        return idle_ray(args, one, common)
 
     def plain() -> float:
         if beside:
             p = plain_loop(one, args.res, args.kimg / 2, threads=cores)
         else:
             ray.shutdown()
-            cmd = [sys.executable, os.path.abspath(__file__), "--plain-only", "--config", args.config,
-                   "--res", str(args.res), "--kimg", str(args.kimg), "--root", args.root]
-            p = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
+            p = plain_process(args)
         emit(case="plain", threads=cores, ray_running=beside, **common, **p)
         return p["img_per_s"]
 
@@ -160,15 +228,41 @@ def main(argv: list[str] | None = None) -> int:
             emit(case=case, round=i, **common, **r, ratio_vs_plain=round(ratio, 3))
             before = after
 
-    def spread(xs: list[float]) -> dict:
-        return {"median": round(statistics.median(xs), 3), "min": round(min(xs), 3), "max": round(max(xs), 3)}
-
     emit(case="summary", **common, cores=cores, repeats=args.repeats, plain_beside_ray=beside,
          ray_vs_plain=spread(ratios["ray_1_worker"]), two_workers_vs_plain=spread(ratios["ray_2_workers"]),
          two_vs_one_worker=round(statistics.median(ratios["ray_2_workers"])
                                  / statistics.median(ratios["ray_1_worker"]), 3),
          fixed_s_per_stage=spread(fixed["ray_1_worker"]), fixed_s_per_stage_2_workers=spread(fixed["ray_2_workers"]))
     ray.shutdown()
+    return 0
+
+
+def idle_ray(args: argparse.Namespace, cfg: PipelineConfig, common: dict) -> int:
+    """Rounds of: plain loop with no Ray, then the same beside an idle private Ray (started as the pipeline starts
+    it, given a few seconds to settle); each beside-Ray figure against the Ray-free runs just before and after."""
+    import ray
+
+    from pipelines.runtime import init_ray
+
+    cores = os.cpu_count() or 1
+    ray.shutdown()
+    before = plain_process(args)["img_per_s"]
+    emit(case="plain", threads=cores, ray_running=False, **common, img_per_s=before)
+    ratios, cpu = [], []
+    for i in range(args.repeats):
+        init_ray(cfg)
+        time.sleep(5)
+        beside = plain_process(args, measure_ray_cpu=True)
+        ray.shutdown()
+        after = plain_process(args)["img_per_s"]
+        emit(case="plain", threads=cores, ray_running=False, **common, img_per_s=after)
+        ratios.append(bracketed(beside["img_per_s"], before, after))
+        cpu.append(beside["ray_cpu_pct_of_core"])
+        emit(case="plain_beside_idle_ray", round=i, threads=cores, **common, **beside,
+             ratio_vs_plain=round(ratios[-1], 3))
+        before = after
+    emit(case="summary_idle_ray", **common, cores=cores, repeats=args.repeats, idle_ray_vs_plain=spread(ratios),
+         ray_cpu_pct_of_core=spread(cpu))
     return 0
 
 
