@@ -82,10 +82,10 @@ def plain_loop(cfg: PipelineConfig, res: int, kimg: float, threads: int) -> dict
     return {"img_per_s": statistics.median(steady), "min": min(steady), "max": max(steady), "windows": len(rates)}
 
 
-def _cpu_ticks(pid: int) -> int:
+def _stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: state, ppid, ... (man 5 proc, from field 3)."""
     with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])                # utime + stime
+        return f.read().rsplit(")", 1)[1].split()
 
 
 def _descendants(root: int) -> list[int]:
@@ -94,8 +94,7 @@ def _descendants(root: int) -> list[int]:
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
-                with open(f"/proc/{entry}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                ppid = int(_stat_fields(int(entry))[1])
             except OSError:                                    # gone meanwhile
                 continue
             children.setdefault(ppid, []).append(int(entry))
@@ -108,12 +107,14 @@ def _descendants(root: int) -> list[int]:
 
 
 def _ticks_of(pids: list[int]) -> dict[int, int]:
+    """CPU clock ticks (utime + stime) used so far by each of `pids` still alive."""
     out = {}
     for pid in pids:
         try:
-            out[pid] = _cpu_ticks(pid)
+            fields = _stat_fields(pid)
         except OSError:
-            pass
+            continue
+        out[pid] = int(fields[11]) + int(fields[12])
     return out
 
 
@@ -154,6 +155,16 @@ def ray_stage(cfg: PipelineConfig, res: int, run_id: str) -> dict:
     return {"img_per_s": statistics.median(steady), "min": min(steady), "max": max(steady), "wall_s": round(wall, 2),
             "fixed_s": round(wall - training_s, 2), "nimg": out["nimg"],
             "threads": read_jsonl(st.join(job.log_url, "resume.jsonl"))[-1].get("threads")}
+
+
+def plain_without_ray(args: argparse.Namespace, common: dict) -> float:
+    """Shut Ray down, run the plain loop in its own process, report it; its img/s."""
+    import ray
+
+    ray.shutdown()
+    p = plain_process(args)
+    emit(case="plain", threads=os.cpu_count() or 1, ray_running=False, **common, **p)
+    return p["img_per_s"]
 
 
 def spread(xs: list[float]) -> dict:
@@ -204,12 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         return idle_ray(args, one, common)
 
     def plain() -> float:
-        if beside:
-            p = plain_loop(one, args.res, args.kimg / 2, threads=cores)
-        else:
-            ray.shutdown()
-            p = plain_process(args)
-        emit(case="plain", threads=cores, ray_running=beside, **common, **p)
+        if not beside:
+            return plain_without_ray(args, common)
+        p = plain_loop(one, args.res, args.kimg / 2, threads=cores)
+        emit(case="plain", threads=cores, ray_running=True, **common, **p)
         return p["img_per_s"]
 
     stamp = time.strftime("%H%M%S")
@@ -245,17 +254,13 @@ def idle_ray(args: argparse.Namespace, cfg: PipelineConfig, common: dict) -> int
     from pipelines.runtime import init_ray
 
     cores = os.cpu_count() or 1
-    ray.shutdown()
-    before = plain_process(args)["img_per_s"]
-    emit(case="plain", threads=cores, ray_running=False, **common, img_per_s=before)
+    before = plain_without_ray(args, common)
     ratios, cpu = [], []
     for i in range(args.repeats):
         init_ray(cfg)
         time.sleep(5)
         beside = plain_process(args, measure_ray_cpu=True)
-        ray.shutdown()
-        after = plain_process(args)["img_per_s"]
-        emit(case="plain", threads=cores, ray_running=False, **common, img_per_s=after)
+        after = plain_without_ray(args, common)
         ratios.append(bracketed(beside["img_per_s"], before, after))
         cpu.append(beside["ray_cpu_pct_of_core"])
         emit(case="plain_beside_idle_ray", round=i, threads=cores, **common, **beside,
