@@ -130,3 +130,12 @@ def count_rows(dataset_url_: str, res: int, storage: StorageConfig | None = None
     """(rows, files) of one level, from the Parquet footers only."""
     data = _level_dataset(dataset_url_, res, storage)
     return data.count_rows(), len(data.files)
+
+
+def read_level_rows(dataset_url_: str, res: int, indices: np.ndarray,
+                    storage: StorageConfig | None = None) -> np.ndarray:
+    """The images at row `indices` (sorted, in [0, rows)) of one level: uint8 [len(indices), res, res, 3]. Reads
+    only what the rows need (pyarrow's take), so a random sample of a large level stays cheap."""
+    data = _level_dataset(dataset_url_, res, storage)
+    table = data.take(pa.array(np.asarray(indices, np.int64)), columns=["image"])
+    return images_from_column(table.column("image"), res)
