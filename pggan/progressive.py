@@ -1,0 +1,83 @@
+"""Progressive growing in one process, without Ray: the same networks, step, growth and schedule as the pipeline's
+staged Ray Train jobs, on levels held in memory. For measuring learning (benchmarks/quality.py, the learning test),
+where a Train job per stage would only add start-up time; the pipeline itself never calls this.
+
+    levels = {4: uint8 [N, 4, 4, 3], 8: ..., 32: ...}
+    nets = train_progressive(cfg, levels, on_tick=lambda tick, nets: print(tick))
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator, Mapping
+
+import numpy as np
+import torch
+
+from pggan import training
+from pggan.config import PipelineConfig
+from pggan.imaging import to_float
+from pggan.schedule import alpha_at, next_boundary, phase_at, stage_plan, stage_resolutions
+
+
+@dataclass(frozen=True)
+class Tick:
+    """Where training stands at a tick: the stage, its images seen, the whole run's, and wall seconds so far."""
+    resolution: int
+    phase: str                    # "fade" | "stabilize"
+    alpha: float
+    stage_nimg: int
+    total_nimg: int
+    seconds: float                # wall time of training since train_progressive started (callbacks excluded)
+    losses: dict[str, float] = field(default_factory=dict)
+    stage_end: bool = False
+
+
+# on_tick(tick, nets) -> True to stop training there (e.g. a time budget is spent).
+TickCallback = Callable[[Tick, training.StageNets], "bool | None"]
+
+
+def minibatches(images: np.ndarray, batch: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless shuffled minibatches uint8 [batch, R, R, 3] from a level in memory (every image once per epoch)."""
+    if len(images) < batch:
+        raise ValueError(f"a level of {len(images)} images cannot fill a minibatch of {batch}")
+    pool = torch.from_numpy(np.ascontiguousarray(images))       # [N, R, R, 3]
+    gen = torch.Generator().manual_seed(int(seed))
+    while True:
+        order = torch.randperm(len(pool), generator=gen)
+        for i in range(0, len(pool) - batch + 1, batch):
+            yield pool[order[i:i + batch]]
+
+
+def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_tick: TickCallback | None = None,
+                      device: torch.device | str = "cpu", tick_kimg: float | None = None) -> training.StageNets:
+    """Train every stage of `cfg` (schedule.start_resolution .. data.resolution) in this process; returns the last
+    stage's networks. `on_tick` runs every `tick_kimg` (default schedule.tick_kimg) and at each stage end; its
+    time is not counted in Tick.seconds. Training stops early when it returns True."""
+    tick_kimg = cfg.schedule.tick_kimg if tick_kimg is None else tick_kimg
+    nets, total, seconds = None, 0, 0.0
+    for res in stage_resolutions(cfg):
+        plan = stage_plan(cfg, res)
+        previous = None if nets is None else {"G": nets.G.state_dict(), "D": nets.D.state_dict(),
+                                              "G_ema": nets.G_ema.state_dict()}
+        nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, previous)
+        torch.manual_seed(cfg.optim.seed * 1_000_003 + res * 10_007)
+        batches = minibatches(levels[res], plan.batch_size, cfg.optim.seed + res)
+        nimg, next_tick, stats = 0, next_boundary(cfg.schedule, res, 0, tick_kimg), {}
+        started = time.perf_counter()
+        while nimg < plan.total_nimg:
+            alpha = alpha_at(cfg.schedule, res, nimg)
+            reals = to_float(next(batches).to(device))           # [n, 3, R, R] in [-1, 1]
+            stats = training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg)
+            nimg += plan.batch_size
+            if nimg >= next_tick or nimg >= plan.total_nimg:
+                seconds += time.perf_counter() - started
+                tick = Tick(res, phase_at(cfg.schedule, res, nimg - 1), alpha_at(cfg.schedule, res, nimg), nimg,
+                            total + nimg, round(seconds, 3), dict(stats), stage_end=nimg >= plan.total_nimg)
+                if on_tick is not None and on_tick(tick, nets):
+                    return nets
+                next_tick = next_boundary(cfg.schedule, res, nimg, tick_kimg)
+                started = time.perf_counter()
+        total += nimg
+    assert nets is not None, "stage_resolutions is never empty (config validation)"
+    return nets
