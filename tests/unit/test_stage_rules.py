@@ -55,6 +55,13 @@ def test_the_fade_end_is_the_one_step_that_reaches_the_fade_length():
     assert not any(stage_rules.fade_ended(0, a, b) for a, b in steps)   # the first stage has no fade
 
 
+def test_a_stage_interrupted_anywhere_and_resumed_resets_adam_exactly_once():
+    def resets(start: int, stop: int) -> int:                          # the loop's rule over steps of 16 images
+        return sum(stage_rules.fade_ended(200, n, n + 16) for n in range(start, stop, 16))
+    for cut in range(0, 400, 16):                                        # a checkpoint (and a crash) after `cut`
+        assert resets(0, cut) + resets(cut, 400) == 1, cut
+
+
 def test_reset_optimizers_forgets_adams_moments_and_step_count():
     cfg = load_config("tiny.yaml")
     nets = build_stage(cfg.model, cfg.optim, 4, 1e-3, "cpu", init_seed=0)
