@@ -58,7 +58,7 @@ def default_name(source_url: str, resolution: int) -> str:
     """A data set name from the source's path and the resolution: the last path part that is not just a number or
     a size, then the number-like parts after it, then the resolution. 's3://b/faces/' at 64 -> 'faces-64';
     '.../img/google/64' at 32 -> 'google-64-32' (not '64-32'). Raises ConfigError (set data.name) when every
-    part is a number or size (e.g. '/data/..' cut down to '/64')."""
+    part is a number or size (e.g. '/64')."""
     from pggan.config import ConfigError
 
     _, path = st.split_url(st.to_url(source_url))

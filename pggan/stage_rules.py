@@ -3,8 +3,6 @@ pggan.progressive): the real minibatch as the networks see it (mirror augmentati
 the fade-in, and the warning when minibatch stddev cannot use its full group."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 
 from pggan.config import PipelineConfig
@@ -12,7 +10,7 @@ from pggan.imaging import to_float
 from pggan.nn.layers import mbstd_group
 
 
-def mirror_reals(reals: torch.Tensor, generator: Optional[torch.Generator] = None) -> torch.Tensor:
+def mirror_reals(reals: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Each image flipped left-right with probability 1/2, drawn per image on reals' device (the official
     mirror_augment). reals: [N, C, H, W]; returns [N, C, H, W]."""
     flip = torch.rand(reals.shape[0], 1, 1, 1, device=reals.device, generator=generator) < 0.5   # [N, 1, 1, 1]
