@@ -13,7 +13,7 @@ from pggan import stage_rules
 from pggan.config import ConfigError, load_config
 from pggan.imaging import to_float
 from pggan.progressive import train_progressive
-from pggan.schedule import stage_plan
+from pggan.schedule import stage_plan, total_nimg
 from pggan.training import build_stage, train_step
 
 
@@ -45,6 +45,10 @@ def test_the_real_batch_is_mirrored_only_when_data_mirror_is_on():
 def test_the_celeba_hq_preset_mirrors_like_the_official_run_and_the_default_does_not():
     assert load_config("celeba-hq-1024.yaml").data.mirror is True
     assert load_config("tiny.yaml").data.mirror is False
+
+
+def test_the_celeba_hq_preset_shows_the_official_12000_kimg():
+    assert total_nimg(load_config("celeba-hq-1024.yaml")) == 12_000_000     # train.total_kimg of the v2 presets
 
 
 def test_the_fade_end_is_the_one_step_that_reaches_the_fade_length():
