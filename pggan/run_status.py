@@ -6,7 +6,7 @@ from typing import Any
 
 from pggan import runs
 from pggan import storage as st
-from pggan.checkpoint import list_checkpoints
+from pggan.checkpoint import CheckpointError, list_checkpoints, read_meta
 from pggan.config import ConfigError, StorageConfig, config_from_dict
 from pggan.runlog import read_jsonl, stage_log_url
 from pggan.schedule import stage_nimg
@@ -30,10 +30,19 @@ def _stage_status(root: str, run: dict[str, Any], entry: dict[str, Any],
            "train_seconds": entry.get("train_seconds"), "error": entry.get("error")}
     if entry["status"] == "running":                           # run.json is written at stage ends only
         ticks = read_jsonl(st.join(stage_log_url(root, run["run_id"], res), "metrics.jsonl"), storage)
-        newest = list_checkpoints(folder, storage)
         out["nimg"] = int(round(ticks[-1]["kimg"] * 1000)) if ticks else 0
-        out["checkpoint"] = newest[0][1] if newest else None   # where a resume would start from
+        out["checkpoint"] = _newest_complete(folder, storage)   # where a resume would start from
     return out
+
+
+def _newest_complete(stage_folder: str, storage: StorageConfig | None) -> str | None:
+    for _, url in list_checkpoints(stage_folder, storage):
+        try:
+            read_meta(url, storage)                             # written last: the checkpoint is complete
+        except CheckpointError:
+            continue
+        return url
+    return None
 
 
 def run_status(root: str, run_id: str, storage: StorageConfig | None = None) -> dict[str, Any]:

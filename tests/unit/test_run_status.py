@@ -32,7 +32,11 @@ def half_done_run(root: str) -> str:
     runs.mark_stage(run, 8, "running")
     run["status"] = "running"
     runs.save_run(root, run)
-    os.makedirs(os.path.join(root, "runs", "r1", "stages", "r0008", "nimg-0000000112"))
+    stage8 = os.path.join(root, "runs", "r1", "stages", "r0008")
+    os.makedirs(os.path.join(stage8, "nimg-0000000112"))
+    with open(os.path.join(stage8, "nimg-0000000112", "meta.json"), "w") as f:
+        json.dump({"stage_nimg": 112}, f)
+    os.makedirs(os.path.join(stage8, "nimg-0000000128"))                 # being written: no meta.json yet
     append_jsonl(st.join(stage_log_url(root, "r1", 8), "metrics.jsonl"), {"kimg": 0.112, "d_loss": 0.5})
     return st.join(runs.run_url(root, "r1"), "stages", "r0008", "nimg-0000000112")
 
