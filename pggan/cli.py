@@ -124,7 +124,7 @@ def run_ingest(args: argparse.Namespace) -> int:
     """Ingest an image folder/bucket into per-resolution Parquet data sets (Ray Data); reuses a matching one."""
     from pipelines.ingest import run
 
-    return run(args)
+    return run(args, prog="pggan ingest")
 
 
 def add_make_demo_data_args(parser: argparse.ArgumentParser) -> None:
@@ -175,7 +175,36 @@ def run_tune(args: argparse.Namespace) -> int:
     """Ray Tune search over the fade-in / stabilize lengths (each trial a staged run); writes the best config."""
     from pipelines.tune_schedule import run
 
-    return run(args)
+    return run(args, prog="pggan tune")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# status (the work is in pggan.run_status)
+
+def add_status_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_id", metavar="RUN_ID", help="the run's id (printed when it started)")
+    parser.add_argument("--root", default=None, help="storage root the run is under (default: storage.root)")
+    parser.add_argument("--json", action="store_true", help="print the status as one JSON object")
+    add_config_args(parser)  # storage.* (S3 endpoint, keys) and storage.root
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print a run's stages, images seen, metrics and where its checkpoints are (from its run.json)."""
+    import json
+    from dataclasses import replace
+
+    from pggan import runs
+    from pggan.run_status import format_status, run_status as status_of
+
+    cfg = config_from_args(args)
+    storage = replace(cfg.storage, root=args.root) if args.root else cfg.storage
+    try:
+        status = status_of(storage.root, args.run_id, storage)
+    except runs.RunError as e:
+        print(f"pggan status: error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -189,6 +218,7 @@ COMMANDS: dict[str, tuple[AddArgs, Run]] = {
     "train": (add_train_args, run_train),
     "make-demo-data": (add_make_demo_data_args, run_make_demo_data),
     "tune": (add_tune_args, run_tune),
+    "status": (add_status_args, run_status),
 }
 
 

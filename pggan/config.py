@@ -37,6 +37,7 @@ class DataConfig:
     background: tuple[int, int, int] = (255, 255, 255)  # Composited under transparent images.
     min_side: int = 0                    # Skip images whose shorter side is below this (0 = the target resolution).
     max_pixels: int = 178_956_970        # Decompression-bomb limit (PIL's default x2).
+    mirror: bool = False                 # Training: flip each real image left-right with p 1/2 (official CelebA-HQ).
 
 
 @dataclass(frozen=True)
@@ -318,6 +319,9 @@ def validate(cfg: PipelineConfig) -> None:
                f"must be divisible by scaling.num_workers ({sc.num_workers})")
         _check(b >= sc.num_workers, f"schedule.batch_size.{res}", b,
                f"must be at least scaling.num_workers ({sc.num_workers})")
+        _check(m.mbstd_group_size <= 1 or b >= 2 * sc.num_workers, f"schedule.batch_size.{res}", b,
+               f"gives 1 image per worker (scaling.num_workers={sc.num_workers}), where minibatch stddev is a "
+               "constant feature; use at least 2 per worker (raise it or lower scaling.num_workers)")
         res *= 2
 
     _check(o.lr > 0, "optim.lr", o.lr, "must be > 0")

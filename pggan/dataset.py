@@ -51,11 +51,24 @@ def resolutions(top: int, bottom: int = 4) -> list[int]:
     return out
 
 
+_SIZE_LIKE = re.compile(r"\d+(?:x\d+|px)?", re.IGNORECASE)   # '64', '64x64', '128px': say a size, not what
+
+
 def default_name(source_url: str, resolution: int) -> str:
-    """A dataset name from the source's last path part and the resolution: 's3://b/faces/' at 64 -> 'faces-64'."""
-    base = st.to_url(source_url).rstrip("/").rsplit("/", 1)[-1] or "data"
-    base = re.sub(r"[^A-Za-z0-9._-]+", "-", base).strip("-.") or "data"
-    return f"{base}-{resolution}"
+    """A data set name from the source's path and the resolution: the last path part that is not just a number or
+    a size, then the number-like parts after it, then the resolution. 's3://b/faces/' at 64 -> 'faces-64';
+    '.../img/google/64' at 32 -> 'google-64-32' (not '64-32'). Raises ConfigError (set data.name) when every
+    part is a number or size (e.g. '/64')."""
+    from pggan.config import ConfigError
+
+    _, path = st.split_url(st.to_url(source_url))
+    parts = [re.sub(r"[^A-Za-z0-9._-]+", "-", p).strip("-.") for p in path.split("/")]
+    parts = [p for p in parts if p]
+    named = [i for i, p in enumerate(parts) if not _SIZE_LIKE.fullmatch(p)]
+    if not named:
+        raise ConfigError(f"data.name: cannot derive a readable data set name from data.source {source_url!r} "
+                          "(its folders are only numbers); set data.name (or --name), e.g. data.name=faces")
+    return "-".join(parts[named[-1]:] + [str(resolution)])
 
 
 def source_url(cfg: PipelineConfig) -> str:
@@ -72,7 +85,7 @@ def synthetic_source_name(count: int, size: int, seed: int) -> str:
 
 
 def dataset_url(cfg: PipelineConfig) -> str:
-    """{storage.root}/datasets/{name}; name = data.name, else '<source folder>-<resolution>' (no storage access)."""
+    """{storage.root}/datasets/{name}; name = data.name, else default_name(source, resolution) (no storage access)."""
     name = cfg.data.name or default_name(source_url(cfg), cfg.data.resolution)
     return st.join(st.to_url(cfg.storage.root), "datasets", name)
 

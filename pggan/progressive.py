@@ -8,15 +8,15 @@ where a Train job per stage would only add start-up time; the pipeline itself ne
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
 
-from pggan import training
+from pggan import stage_rules, training
 from pggan.config import PipelineConfig
-from pggan.imaging import to_float
 from pggan.schedule import alpha_at, next_boundary, phase_at, stage_plan, stage_resolutions
 
 
@@ -53,7 +53,8 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
                       device: torch.device | str = "cpu", tick_kimg: float | None = None) -> training.StageNets:
     """Train every stage of `cfg` (schedule.start_resolution .. data.resolution) in this process; returns the last
     stage's networks. `on_tick` runs every `tick_kimg` (default schedule.tick_kimg) and at each stage end; its
-    time is not counted in Tick.seconds. Training stops early when it returns True."""
+    time is not counted in Tick.seconds. Training stops early when it returns True. As the Ray stage: reals
+    mirrored when data.mirror is on, both Adam states reset at each fade end (pggan.stage_rules)."""
     tick_kimg = cfg.schedule.tick_kimg if tick_kimg is None else tick_kimg
     nets, total, seconds = None, 0, 0.0
     for res in stage_resolutions(cfg):
@@ -63,13 +64,18 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
         nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, previous)
         torch.manual_seed(cfg.optim.seed * 1_000_003 + res * 10_007)
         batches = minibatches(levels[res], plan.batch_size, cfg.optim.seed + res)
+        note = stage_rules.mbstd_note(cfg.model.mbstd_group_size, plan.batch_size, res)
+        if note:
+            warnings.warn(note, stacklevel=2)
         nimg, next_tick, stats = 0, next_boundary(cfg.schedule, res, 0, tick_kimg), {}
         started = time.perf_counter()
         while nimg < plan.total_nimg:
             alpha = alpha_at(cfg.schedule, res, nimg)
-            reals = to_float(next(batches).to(device))           # [n, 3, R, R] in [-1, 1]
+            reals = stage_rules.real_batch(next(batches), cfg, device)   # [n, 3, R, R] in [-1, 1]
             stats = training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg)
             nimg += plan.batch_size
+            if stage_rules.fade_ended(plan.fade_nimg, nimg - plan.batch_size, nimg):
+                stage_rules.reset_optimizers(nets.opt_G, nets.opt_D)
             if nimg >= next_tick or nimg >= plan.total_nimg:
                 seconds += time.perf_counter() - started
                 tick = Tick(res, phase_at(cfg.schedule, res, nimg - 1), alpha_at(cfg.schedule, res, nimg), nimg,

@@ -210,7 +210,8 @@ def cycle_batches(first_epoch: Iterable[torch.Tensor], next_epoch: Callable[[], 
     rank's share fits in `cache_bytes`, else streamed again (next_epoch()) epoch after epoch.
 
     Small levels would otherwise pay a data-pipeline restart per epoch (seconds on a busy machine, for an epoch
-    of a few steps); large levels are never held in memory.
+    of a few steps); large levels are never held in memory. The cache lives where the batches arrive (a GPU's
+    memory when they come on the GPU): `cache_bytes` held, twice that while the pool is joined.
     """
     cache: list[torch.Tensor] | None = []
     size = 0
@@ -225,8 +226,8 @@ def cycle_batches(first_epoch: Iterable[torch.Tensor], next_epoch: Callable[[], 
     if cache is None:
         while True:
             yield from next_epoch()
-    pool = torch.cat(cache)                                     # [M, R, R, 3]
+    pool, cache = torch.cat(cache), None                        # [M, R, R, 3]; the batches freed
     while True:
-        order = torch.randperm(len(pool))
+        order = torch.randperm(len(pool), device=pool.device)
         for i in range(0, len(pool) - batch + 1, batch):
             yield pool[order[i:i + batch]]

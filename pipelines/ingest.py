@@ -211,7 +211,8 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", help="image folder/bucket URL (local path, file://, s3://, any fsspec URL) "
                                          "or 'synthetic' (default: data.source)")
     parser.add_argument("--root", help="storage root URL; output goes to {root}/datasets/{name} (storage.root)")
-    parser.add_argument("--name", help="data set name (default: data.name, else '<source folder>-<resolution>')")
+    parser.add_argument("--name", help="data set name (default: data.name, else from the source: its last folder "
+                                       "that is not a number, the numbered ones below it, the resolution)")
     parser.add_argument("--resolution", type=int, help="top resolution, a power of two (data.resolution)")
     parser.add_argument("--labels", choices=["none", "folders"], help="class labels from sub-folder names")
     parser.add_argument("--fit", choices=["crop", "pad", "stretch"], help="non-square images (data.fit)")
@@ -236,15 +237,16 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     return cfg
 
 
-def run(args: argparse.Namespace) -> int:
-    """Ingest an image folder/bucket into per-resolution Parquet data sets (Ray Data)."""
+def run(args: argparse.Namespace, prog: str = "ingest") -> int:
+    """Ingest an image folder/bucket into per-resolution Parquet data sets (Ray Data). Error lines start with
+    `prog`, the command the user typed (`pggan ingest` passes its own)."""
     try:
         ingest(config_from_args(args), force=args.force)
     except ConfigError as e:
-        print(f"ingest: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except IngestError as e:
-        print(f"ingest: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
     return 0
 

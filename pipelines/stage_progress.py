@@ -64,6 +64,11 @@ class StageProgress:
         self._print(f"start at {self.start_nimg / 1000:.2f}/{self.plan.total_nimg / 1000:.2f} kimg, {where}; "
                     f"{self.world} worker(s), global minibatch {self.plan.batch_size}, lr {self.plan.lr:g}")
 
+    def note(self, text: str) -> None:
+        """One line on the console, from rank 0 only (so once per stage start, not once per rank)."""
+        if self.rank == 0:
+            self._print(text)
+
     def pause(self) -> None:
         """Checkpoint time is not training time: excluded from img/s."""
         self.pause_clock = time.monotonic()

@@ -8,6 +8,10 @@ Where things go (all under {root}/runs/{run_id}/): stages/r{res:04d}/nimg-*/ the
 (pggan.checkpoint format); logs/r{res:04d}/ metrics.jsonl, grids/, resume.jsonl (one line per (re)start:
 the images seen it resumed from, each rank's pid and Ray node id) and ranks.json (per-rank node id and
 parameter digests at stage end).
+Devices: each worker trains on ray.train.torch.get_device() (its GPU under scaling.use_gpu); Ray Data's prefetch
+thread pins each minibatch and copies it there, so the step loop makes no host copy. Small levels are then replayed
+from a cache on that device (CACHE_BYTES). At the end of the fade-in both Adam states are reset, as the official
+code does (pggan.stage_rules).
 Fault injection for tests: PGGAN_FAULT_NAN_AT_NIMG=[RES:]NIMG makes rank 0's real images NaN from that many
 images into the stage (of stage RES only, if given), i.e. a non-finite loss on every later step.
 """
@@ -32,17 +36,20 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pggan import checkpoint as ckpt_io  # noqa: E402
+from pggan import stage_rules  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan import training  # noqa: E402
 from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
-from pggan.imaging import to_float  # noqa: E402
 from pggan.runlog import RunHooks, stage_log_url  # noqa: E402
 from pggan.schedule import StagePlan, alpha_at, next_boundary, stage_plan  # noqa: E402
 from pipelines.stage_progress import StageProgress  # noqa: E402
 
 FAULT_ENV = "PGGAN_FAULT_NAN_AT_NIMG"
-CACHE_BYTES = 512 << 20  # a rank's share of a level up to this size is kept in memory after its first epoch
+# A rank's share of a level up to this size is kept after its first epoch, on the rank's training device (GPU
+# memory under scaling.use_gpu, else host memory): at most 512 MiB held per worker, twice that for the moment the
+# epoch's batches are joined into one pool. Larger shares are streamed again every epoch.
+CACHE_BYTES = 512 << 20
 
 
 class StageFailedError(RuntimeError):
@@ -60,6 +67,8 @@ class StageJob:
     hooks: RunHooks | None = None        # tracking: hooks.stage_logger(res, stage_id) on rank 0
     stage_id: str | None = None
     fault_nan_at: int | None = None      # see FAULT_ENV
+    data_digest: bool = False            # tests: sha256 of every batch a rank trained on, in ranks.json "data"
+                                         # (a host copy and a hash per step: never in production)
 
     @property
     def name(self) -> str:
@@ -184,8 +193,9 @@ def _next_checkpoint(plan: StagePlan, job: StageJob, nimg: int) -> int:
     return min(boundary, plan.fade_nimg) if nimg < plan.fade_nimg else boundary
 
 
-def _batches(plan: StagePlan, world: int):
-    """Endless per-rank minibatches uint8 [n, R, R, 3] from this worker's shard (see training.cycle_batches)."""
+def _batches(plan: StagePlan, world: int, device: torch.device):
+    """Endless per-rank minibatches uint8 [n, R, R, 3] on `device` from this worker's shard (see
+    training.cycle_batches). Ray Data's prefetch thread does the copy to a GPU, from pinned memory."""
     import ray.train
 
     shard = ray.train.get_dataset_shard("train")
@@ -193,7 +203,8 @@ def _batches(plan: StagePlan, world: int):
 
     def epoch():
         for batch in shard.iter_torch_batches(batch_size=per_rank, drop_last=True, prefetch_batches=2,
-                                              local_shuffle_buffer_size=max(4 * per_rank, 64)):
+                                              local_shuffle_buffer_size=max(4 * per_rank, 64),
+                                              device=device, pin_memory=device.type == "cuda"):
             yield batch["image"]
 
     return training.cycle_batches(epoch(), epoch, per_rank, CACHE_BYTES)
@@ -229,13 +240,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     node = ray.get_runtime_context().get_node_id()               # which machine each rank ran on, for the logs
     how.update(nodes=_gather(node), threads=torch.get_num_threads())
     progress.started(how, pids=_gather(os.getpid()))
-    data_digest, steps = hashlib.sha256(), 0
-    next_ckpt, batches = _next_checkpoint(plan, job, nimg), _batches(plan, world)
+    note = stage_rules.mbstd_note(job.cfg.model.mbstd_group_size, plan.batch_size // world, job.res)
+    if note:
+        progress.note(f"warning: {note}")
+    data_digest, steps = (hashlib.sha256() if job.data_digest else None), 0
+    next_ckpt, batches = _next_checkpoint(plan, job, nimg), _batches(plan, world, device)
     while nimg < plan.total_nimg:
         alpha = alpha_at(job.cfg.schedule, job.res, nimg)
-        images = next(batches)
-        data_digest.update(images.numpy().tobytes())
-        reals = to_float(images.to(device, non_blocking=True))  # [n, 3, R, R] in [-1, 1]
+        images = next(batches)                                   # uint8 [n, R, R, 3] on `device`
+        if data_digest is not None:
+            data_digest.update(images.cpu().numpy().tobytes())
+        reals = stage_rules.real_batch(images, job.cfg, device)  # [n, 3, R, R] in [-1, 1]
         if job.fault_nan_at is not None and nimg >= job.fault_nan_at and rank == 0:
             reals = reals * float("nan")
         try:
@@ -243,7 +258,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         except training.NonFiniteLossError as e:
             raise training.NonFiniteLossError(f"{e} at {job.res}x{job.res}, {nimg} images into the stage "
                                               f"(alpha {alpha:.3f})") from None
-        nimg, steps = nimg + plan.batch_size, steps + 1
+        before, nimg, steps = nimg, nimg + plan.batch_size, steps + 1
+        if stage_rules.fade_ended(plan.fade_nimg, before, nimg):  # before the fade-end checkpoint: resume-safe
+            stage_rules.reset_optimizers(nets.opt_G, nets.opt_D)
+            progress.note(f"fade-in done at {nimg / 1000:g} kimg: both Adam states reset (as the official code)")
         progress.step(stats, nimg, alpha)
         if nimg >= next_ckpt:
             progress.pause()
@@ -251,7 +269,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             progress.resume()
             next_ckpt = _next_checkpoint(plan, job, nimg)
     digests = _gather({"rank": rank, "node": node, "pid": os.getpid(), "steps": steps,
-                       "data": data_digest.hexdigest(), "params": training.param_digest(nets.G, nets.D, nets.G_ema)})
+                       "data": data_digest.hexdigest() if data_digest is not None else None,
+                       "params": training.param_digest(nets.G, nets.D, nets.G_ema)})
     progress.finished(digests)
 
 

@@ -322,8 +322,9 @@ def sweep(args: argparse.Namespace, cfg: PipelineConfig, space: sw.SearchSpace,
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Search the fade-in / stabilize lengths (and other schedule keys) with Ray Tune; write the best config."""
+def run(args: argparse.Namespace, prog: str = "tune_schedule") -> int:
+    """Search the fade-in / stabilize lengths (and other schedule keys) with Ray Tune; write the best config.
+    Error lines start with `prog`, the command the user typed (`pggan tune` passes its own)."""
     from pipelines.runtime import absolute_config
 
     try:
@@ -337,12 +338,12 @@ def run(args: argparse.Namespace) -> int:
                                per_res=args.per_res, search=args.search)
         return sweep(args, cfg, space)
     except (ConfigError, runs.RunError) as e:
-        print(f"tune_schedule: error: {' '.join(str(e).split())}", file=sys.stderr)
+        print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except Exception as e:  # the data or tracking failed before trials started: one line, not a traceback
         if type(e).__name__ not in ("IngestError", "TrackingError"):
             raise
-        print(f"tune_schedule: error: {e}", file=sys.stderr)
+        print(f"{prog}: error: {e}", file=sys.stderr)
         return 1
 
 

@@ -1,5 +1,6 @@
 """One stage as a Ray Train job with 2 workers: data-parallel training keeps the ranks identical while they see
-different data, and a stage that already finished is not trained again."""
+different data, a stage that already finished is not trained again, and a stage with a fade-in resets Adam at
+its end as the official code does."""
 from __future__ import annotations
 
 import pytest
@@ -20,7 +21,7 @@ def ddp_stage(tiny_root):
     """One 2-worker stage trained to its end (320 images at 4x4): (job, run_stage's result). Each Train job costs
     half a minute here, so the rerun test reruns this finished stage instead of training one of its own."""
     cfg = worker_config(tiny_config(tiny_root, "schedule.stabilize_kimg=0.32"))
-    job = StageJob(cfg, "ddp", 4, dataset_url(cfg))
+    job = StageJob(cfg, "ddp", 4, dataset_url(cfg), data_digest=True)   # the per-rank data hash is test-only
     return job, run_stage(job)
 
 
@@ -47,3 +48,19 @@ def test_rerunning_a_finished_stage_returns_its_checkpoint_without_training(ddp_
     assert [s["source"] for s in starts] == ["fresh", "checkpoint"]
     assert starts[1]["nimg"] == first["nimg"] == 320
     assert read_jsonl(st.join(job.log_url, "metrics.jsonl")) == ticks     # the second start logged no tick
+
+
+def test_a_fade_stage_resets_adam_at_the_fade_end_before_that_checkpoint_and_hashes_no_data(tiny_root):
+    cfg = worker_config(tiny_config(tiny_root, "scaling.num_workers=1"))   # 8x8: 200 images fade + 200 stabilize
+    job = StageJob(cfg, "fade-reset", 8, dataset_url(cfg))
+    out = run_stage(job)
+    stage = st.join(job.stages_url, job.name)
+    at_fade_end = load_checkpoint(st.join(stage, "nimg-0000000208"))      # the first step at or past 200 images
+    assert at_fade_end["alpha"] == 1.0
+    assert at_fade_end["opt_G"]["state"] == {} and at_fade_end["opt_D"]["state"] == {}   # a resume from it: fresh
+    final = load_checkpoint(out["checkpoint"])
+    steps_after_fade = (400 - 208) // 16
+    for opt in (final["opt_G"], final["opt_D"]):
+        assert {int(s["step"]) for s in opt["state"].values()} == {steps_after_fade}     # not 25: reset once
+    ranks = st.read_json(st.join(job.log_url, "ranks.json"))["ranks"]
+    assert ranks[0]["data"] is None and ranks[0]["steps"] == 25           # no per-step hashing in production
