@@ -260,7 +260,8 @@ def max_concurrent_trials(cfg: PipelineConfig, cluster_cpus: float, cluster_gpus
 def best_config_yaml(cfg: PipelineConfig, header: Sequence[str] = ()) -> str:
     """The full config as YAML that load_config reads (secrets left empty: they come from the environment)."""
     data = config_to_dict(cfg, redact=False)
-    for k in SECRET_KEYS:
-        data["storage"][k] = ""
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        data[section][name] = ""
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     return "".join(f"# {line}\n" for line in header) + text
