@@ -16,7 +16,8 @@ import time
 from typing import Any, Iterable
 
 from pggan import storage as st
-from pggan.config import SECRET_KEYS, PipelineConfig, StorageConfig, config_to_dict
+from pggan.config import PipelineConfig, StorageConfig, config_to_dict
+from pggan.secret_keys import SECRET_KEYS
 
 FORMAT_VERSION = 1
 RUN_FILE = "run.json"

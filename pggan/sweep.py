@@ -10,8 +10,9 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from pggan.config import SECRET_KEYS, ConfigError, PipelineConfig, config_from_dict, config_to_dict
+from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict
 from pggan.schedule import stage_resolutions
+from pggan.secret_keys import SECRET_KEYS
 
 # What may be searched, and how values are drawn: "kimg" uniform in whole images, "int" uniform in multiples of
 # scaling.num_workers (a minibatch must split evenly), "log" log-uniform (learning rates).

@@ -17,7 +17,8 @@ from mlflow.entities import Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 
 from pggan import storage as st
-from pggan.config import PipelineConfig, config_to_dict, flat_params, redact_secrets
+from pggan.config import PipelineConfig, config_to_dict, flat_params
+from pggan.secret_keys import redact_secrets
 from pggan.schedule import stage_plan
 
 log = logging.getLogger(__name__)

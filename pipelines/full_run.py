@@ -20,8 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from pggan import runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
-from pggan.config import (ConfigError, PipelineConfig, is_secret_override, load_config, redact_secrets,  # noqa: E402
-                          secret_override_values)
+from pggan.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+from pggan.secret_keys import is_secret_override, redact_secrets, secret_override_values  # noqa: E402
 from pggan.imaging import save_png  # noqa: E402
 from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
 from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402

@@ -6,7 +6,7 @@ import contextlib
 from typing import Any, Iterator
 
 from pggan import storage as st
-from pggan.config import redact_secrets
+from pggan.secret_keys import redact_secrets
 
 HIDDEN_PREFIXES = (".", "_")  # the same rule as Ray's directory listing: skipped at the top level of the source
 

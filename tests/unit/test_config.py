@@ -5,7 +5,8 @@ import sys
 import pytest
 
 from pggan.config import (CONFIG_DIR, PAPER_BATCH_SIZE, ConfigError, PipelineConfig, config_from_dict,
-                          config_to_dict, flat_params, load_config, redact_secrets, validate_data)
+                          config_to_dict, flat_params, load_config, validate_data)
+from pggan.secret_keys import redact_secrets
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "celeba-hq-1024.yaml"])
