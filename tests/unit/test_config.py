@@ -119,6 +119,21 @@ def test_ingest_validates_the_data_settings_but_not_the_training_schedule():
         load_config(None, ["data.fit=zoom"], check=validate_data)
 
 
+@pytest.mark.parametrize("argv, resolution", [
+    (["--source", "./photos", "--root", "./pggan-data", "--resolution", "128", "--labels", "folders"], 128),
+    (["--source", "s3://bucket/dir", "--root", "s3://bucket/out", "--name", "x", "--resolution", "64"], 64),
+    (["--source", "./photos", "--resolution", "256", "--set", "scaling.num_workers=3"], 256),
+])
+def test_ingest_commands_take_any_resolution_whatever_the_training_schedule(argv, resolution):
+    import argparse
+
+    from pipelines.ingest import add_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    assert config_from_args(parser.parse_args(argv)).data.resolution == resolution
+
+
 def test_cli_bad_config_is_one_clear_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  latent_dimm: 3\n")
