@@ -1,6 +1,7 @@
 """The config keys that hold a secret, and the one redaction for everything printed, stored or logged."""
 from __future__ import annotations
 
+import dataclasses
 import re
 from typing import Any, Iterable, Mapping
 
@@ -50,3 +51,12 @@ def secret_override_values(overrides: Iterable[str]) -> list[str]:
 def is_secret_override(item: str) -> bool:
     """Whether a `--set` argument (`section.key=value`) sets a secret key."""
     return "=" in item and is_secret(item.split("=", 1)[0].strip())
+
+
+def without_secrets(cfg: Any) -> Any:
+    """A config (PipelineConfig) with every secret key empty: what a config file may hold (the keys then come from
+    the environment, or --set, when it is loaded)."""
+    for key in SECRET_KEYS:
+        section, name = key.split(".")
+        cfg = dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **{name: ""})})
+    return cfg
