@@ -18,8 +18,8 @@ from mlflow.exceptions import MlflowException
 
 from pggan import storage as st
 from pggan.config import PipelineConfig, config_to_dict, flat_params
-from pggan.secret_keys import redact_secrets
 from pggan.schedule import stage_plan
+from pggan.secret_keys import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class TrackingError(RuntimeError):
 
 
 def redact(text: str) -> str:
-    """Drop `user:password@` from any URL inside `text` and blank secret settings (config.redact_secrets), for
+    """Drop `user:password@` from any URL inside `text` and blank secret settings (secret_keys.redact_secrets), for
     messages, params and tags."""
     return _CREDENTIALS_RE.sub("***@", redact_secrets(str(text)))
 

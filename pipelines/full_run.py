@@ -21,10 +21,10 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 from pggan import runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan.config import ConfigError, PipelineConfig, load_config  # noqa: E402
-from pggan.secret_keys import is_secret_override, redact_secrets, secret_override_values  # noqa: E402
 from pggan.imaging import save_png  # noqa: E402
 from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
 from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402
+from pggan.secret_keys import is_secret_override, redact_secrets, secret_override_values  # noqa: E402
 
 SCRIPT = "python pipelines/full_run.py"     # the command in resume hints (`pggan train` passes its own)
 
