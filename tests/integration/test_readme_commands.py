@@ -188,6 +188,9 @@ def check_command(cmd: Command) -> None:
     check_syntax(cmd)
     check_files(cmd)
     words = cmd.words
+    if words[0] == "bash" and len(words) > 1:             # the script it runs must be valid bash too
+        out = subprocess.run(["bash", "-n", words[1]], cwd=REPO, capture_output=True, text=True)
+        assert out.returncode == 0, f"README.md line {cmd.line}: {words[1]} is not valid bash: {out.stderr}"
     if words[:3] == ["ray", "job", "submit"]:             # the submitted command is a README command too
         assert "--" in words, f"README.md line {cmd.line}: `{cmd.text}` has no `-- COMMAND` to submit"
         inner = Command(cmd.line, shlex.join(words[words.index("--") + 1:]))
