@@ -7,14 +7,18 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import yaml
+
+from pggan.secret_keys import REDACTED, is_secret, redact_secrets
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 CONFIG_DIR = PACKAGE_ROOT / "pipelines" / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
-SECRET_KEYS = frozenset({"access_key_id", "secret_access_key"})
+# The official single-GPU preset's minibatch per resolution (paper's code, config.py `sched.minibatch_dict`); a
+# resolution that schedule.batch_size leaves out gets it scaled like the preset's own values (default_batch_size).
+PAPER_BATCH_SIZE = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
 
 
 class ConfigError(ValueError):
@@ -61,8 +65,8 @@ class ScheduleConfig:
     stabilize_kimg: float = 600.0        # Images (thousands) of stabilization per resolution.
     fade_kimg_per_res: dict[int, float] = field(default_factory=dict)       # Per-resolution overrides.
     stabilize_kimg_per_res: dict[int, float] = field(default_factory=dict)
-    batch_size: dict[int, int] = field(default_factory=lambda: {
-        4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4})  # Global minibatch.
+    batch_size: dict[int, int] = field(default_factory=lambda: dict(PAPER_BATCH_SIZE))  # Global minibatch; a
+    # stage resolution left out gets default_batch_size (the paper's table scaled like the given values).
     lr_per_res: dict[int, float] = field(default_factory=dict)              # Overrides optim.lr.
     ckpt_kimg: float = 50.0              # Checkpoint every this many kimg (and at each phase end).
     tick_kimg: float = 10.0              # Log metrics / sample grids every this many kimg.
@@ -169,7 +173,8 @@ def _coerce(key: str, value: Any, tp: Any) -> Any:
         raise ConfigError(f"{key}: expected a mapping like {{8: 1.0}}, got {value!r}")
     else:  # pragma: no cover - programming error
         raise TypeError(f"unsupported config type {tp} for {key}")
-    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+    shown = REDACTED if is_secret(key) else repr(value)
+    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {shown}")
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
@@ -195,13 +200,46 @@ def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def config_from_dict(data: Mapping[str, Any]) -> PipelineConfig:
-    """Build and validate a PipelineConfig from nested plain data (as loaded from YAML)."""
+def config_from_dict(data: Mapping[str, Any], check: Callable[[PipelineConfig], None] | None = None
+                     ) -> PipelineConfig:
+    """Build a PipelineConfig from nested plain data (as loaded from YAML), the stage resolutions' missing
+    minibatches filled in (with_default_batch_sizes), and validate it (`check`, default: validate everything)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping of sections at the top level, got {type(data).__name__}")
-    cfg = _build(PipelineConfig, data, "")
-    validate(cfg)
+    cfg = with_default_batch_sizes(_build(PipelineConfig, data, ""))
+    (check or validate)(cfg)
     return cfg
+
+
+def default_batch_size(given: Mapping[int, int], res: int, num_workers: int) -> int:
+    """The global minibatch at `res` when schedule.batch_size (`given`) has none: PAPER_BATCH_SIZE[res] scaled by
+    the given value's ratio to the paper's at the nearest given resolution below `res` (else above; no values:
+    the paper's own), rounded to a multiple of num_workers, at least one image per worker.
+    E.g. tiny.yaml's {4: 16, 8: 16} (1/8 of the paper's 128) gives 16 at 16x16, 8 at 32x32, 4 at 64x64."""
+    def paper(r: int) -> int:
+        return PAPER_BATCH_SIZE[min(max(r, 4), 1024)]
+
+    below, above = [r for r in given if r < res], [r for r in given if r > res]
+    anchor = max(below) if below else min(above) if above else None
+    scale = given[anchor] / paper(anchor) if anchor is not None else 1.0
+    workers = max(1, num_workers)
+    return workers * max(1, round(paper(res) * scale / workers))
+
+
+def with_default_batch_sizes(cfg: PipelineConfig) -> PipelineConfig:
+    """`cfg` with a minibatch for every stage resolution (start_resolution .. data.resolution) that
+    schedule.batch_size leaves out (default_batch_size); written out, so run.json shows what was used."""
+    s, top = cfg.schedule, cfg.data.resolution
+    if not (_is_pow2(s.start_resolution) and _is_pow2(top)) or not all(isinstance(r, int) for r in s.batch_size):
+        return cfg                                             # validate names the bad key
+    missing = [r for r in (2 ** k for k in range(int(math.log2(s.start_resolution)), int(math.log2(top)) + 1))
+               if r not in s.batch_size]
+    if not missing:
+        return cfg
+    filled = dict(s.batch_size)
+    for r in missing:
+        filled[r] = default_batch_size(s.batch_size, r, cfg.scaling.num_workers)
+    return cfg.replace(schedule=dataclasses.replace(s, batch_size=dict(sorted(filled.items()))))
 
 
 def config_to_dict(cfg: PipelineConfig, *, redact: bool = True) -> dict[str, Any]:
@@ -211,11 +249,7 @@ def config_to_dict(cfg: PipelineConfig, *, redact: bool = True) -> dict[str, Any
         for k, v in section.items():
             if isinstance(v, tuple):
                 section[k] = list(v)
-    if redact:
-        for k in SECRET_KEYS:
-            if out["storage"].get(k):
-                out["storage"][k] = "***"
-    return out
+    return redact_secrets(out) if redact else out
 
 
 def flat_params(cfg: PipelineConfig) -> dict[str, str]:
@@ -234,9 +268,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
         key, raw = item.split("=", 1)
         parts = key.strip().split(".")
         if len(parts) < 2 or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected section.key=value, e.g. --set schedule.fade_kimg=2")
+            raise ConfigError(f"--set {redact_secrets(item)!r}: expected section.key=value, e.g. --set "
+                              "schedule.fade_kimg=2")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
+            value = raw if is_secret(key.strip()) else yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
             raise ConfigError(f"--set {key}: value {raw!r} is not valid YAML ({e.__class__.__name__})") from None
         node = data
@@ -248,8 +283,10 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = ()) -> PipelineConfig:
-    """Load a YAML preset (default: pipelines/configs/demo.yaml), apply overrides, validate."""
+def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = (),
+                check: Callable[[PipelineConfig], None] | None = None) -> PipelineConfig:
+    """Load a YAML preset (default: pipelines/configs/demo.yaml), apply overrides, validate (`check`: what the
+    caller needs, e.g. validate_data for ingest; default: everything)."""
     path = Path(path) if path else DEFAULT_CONFIG
     if not path.exists() and (CONFIG_DIR / path).exists():
         path = CONFIG_DIR / path
@@ -266,7 +303,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] 
         raise ConfigError(f"config file {str(path)!r}: malformed YAML{where}: {problem}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {str(path)!r}: expected a mapping of sections, got {type(data).__name__}")
-    return config_from_dict(apply_overrides(data, overrides))
+    return config_from_dict(apply_overrides(data, overrides), check)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -277,9 +314,9 @@ def _check(ok: bool, key: str, value: Any, why: str) -> None:
         raise ConfigError(f"{key}: {why}, got {value!r}")
 
 
-def validate(cfg: PipelineConfig) -> None:
-    d, m, s, o, sc, st, t, e = (cfg.data, cfg.model, cfg.schedule, cfg.optim, cfg.scaling, cfg.storage,
-                                cfg.tracking, cfg.eval)
+def validate_data(cfg: PipelineConfig) -> None:
+    """What ingest needs: the data.* settings and storage.root (not the training schedule)."""
+    d = cfg.data
     _check(_is_pow2(d.resolution), "data.resolution", d.resolution, "must be a power of two >= 4")
     _check(d.labels in ("none", "folders"), "data.labels", d.labels, "must be 'none' or 'folders'")
     _check(d.fit in ("crop", "pad", "stretch"), "data.fit", d.fit, "must be 'crop', 'pad' or 'stretch'")
@@ -290,7 +327,13 @@ def validate(cfg: PipelineConfig) -> None:
     _check(d.synthetic_size >= 4, "data.synthetic_size", d.synthetic_size, "must be >= 4")
     _check(d.min_side >= 0, "data.min_side", d.min_side, "must be >= 0")
     _check(d.max_pixels > 0, "data.max_pixels", d.max_pixels, "must be > 0")
+    _check(cfg.storage.root != "", "storage.root", cfg.storage.root, "must be a path or URL (file://, s3://, ...)")
 
+
+def validate(cfg: PipelineConfig) -> None:
+    """Every setting (what a training run needs)."""
+    validate_data(cfg)
+    d, m, s, o, sc, t, e = cfg.data, cfg.model, cfg.schedule, cfg.optim, cfg.scaling, cfg.tracking, cfg.eval
     _check(m.latent_dim >= 1, "model.latent_dim", m.latent_dim, "must be >= 1")
     _check(m.fmap_base >= 1, "model.fmap_base", m.fmap_base, "must be >= 1")
     _check(m.fmap_max >= 1, "model.fmap_max", m.fmap_max, "must be >= 1")
@@ -340,7 +383,6 @@ def validate(cfg: PipelineConfig) -> None:
            "must be 'bf16' or 'none'")
     _check(sc.num_cpus >= 0, "scaling.num_cpus", sc.num_cpus, "must be >= 0")
 
-    _check(st.root != "", "storage.root", st.root, "must be a path or URL (file://, s3://, ...)")
     _check(t.experiment != "", "tracking.experiment", t.experiment, "must not be empty")
     _check(t.model_name != "", "tracking.model_name", t.model_name, "must not be empty")
     _check(e.num_images >= 2, "eval.num_images", e.num_images, "must be >= 2 (MS-SSIM needs pairs)")

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from pggan import storage as st
 from pggan.config import PipelineConfig, StorageConfig, config_to_dict
+from pggan.secret_keys import SECRET_KEYS
 
 FORMAT_VERSION = 1
 RUN_FILE = "run.json"
@@ -25,10 +26,11 @@ REGISTRATION_STATUSES = ("pending", "done", "failed")
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 # Keys that may differ between the runs of one run id: they change where and how fast training runs, not what
-# is trained (the global minibatch is fixed by schedule.batch_size whatever the number of workers).
+# is trained (the global minibatch is fixed by schedule.batch_size whatever the number of workers). Secrets are
+# among them: stored redacted, they cannot be compared, and a resume may take them from the environment instead.
 HARMLESS_KEYS = (
     "scaling.*",
-    "storage.endpoint_url", "storage.region", "storage.access_key_id", "storage.secret_access_key",
+    "storage.endpoint_url", "storage.region", *SECRET_KEYS,
     "tracking.uri",
     "schedule.tick_kimg", "schedule.ckpt_kimg",
 )

@@ -10,8 +10,9 @@ from typing import Any, Mapping, Sequence
 
 import yaml
 
-from pggan.config import SECRET_KEYS, ConfigError, PipelineConfig, config_from_dict, config_to_dict
+from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict
 from pggan.schedule import stage_resolutions
+from pggan.secret_keys import without_secrets
 
 # What may be searched, and how values are drawn: "kimg" uniform in whole images, "int" uniform in multiples of
 # scaling.num_workers (a minibatch must split evenly), "log" log-uniform (learning rates).
@@ -259,8 +260,6 @@ def max_concurrent_trials(cfg: PipelineConfig, cluster_cpus: float, cluster_gpus
 
 def best_config_yaml(cfg: PipelineConfig, header: Sequence[str] = ()) -> str:
     """The full config as YAML that load_config reads (secrets left empty: they come from the environment)."""
-    data = config_to_dict(cfg, redact=False)
-    for k in SECRET_KEYS:
-        data["storage"][k] = ""
+    data = config_to_dict(without_secrets(cfg), redact=False)
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     return "".join(f"# {line}\n" for line in header) + text

@@ -19,6 +19,7 @@ from mlflow.exceptions import MlflowException
 from pggan import storage as st
 from pggan.config import PipelineConfig, config_to_dict, flat_params
 from pggan.schedule import stage_plan
+from pggan.secret_keys import redact_secrets
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,9 @@ class TrackingError(RuntimeError):
 
 
 def redact(text: str) -> str:
-    """Drop `user:password@` from any URL inside `text` (for messages, params and tags)."""
-    return _CREDENTIALS_RE.sub("***@", str(text))
+    """Drop `user:password@` from any URL inside `text` and blank secret settings (secret_keys.redact_secrets), for
+    messages, params and tags."""
+    return _CREDENTIALS_RE.sub("***@", redact_secrets(str(text)))
 
 
 def client_for(uri: str) -> MlflowClient:
@@ -289,13 +291,14 @@ def log_stage_result(cfg: PipelineConfig, parent_id: str, stage_id: str, res: in
 def scrub(obj: Any) -> Any:
     """A copy of a JSON-like value (a config dict, a manifest) with secrets blanked and credentials removed from
     URLs: what may be logged to MLflow."""
-    from pggan.config import SECRET_KEYS
+    def urls(o: Any) -> Any:
+        if isinstance(o, Mapping):
+            return {k: urls(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [urls(v) for v in o]
+        return redact(o) if isinstance(o, str) else o
 
-    if isinstance(obj, Mapping):
-        return {k: ("***" if k in SECRET_KEYS and v else scrub(v)) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [scrub(v) for v in obj]
-    return redact(obj) if isinstance(obj, str) else obj
+    return urls(redact_secrets(obj))
 
 
 def log_run_artifacts(cfg: PipelineConfig, parent_id: str, manifest: Mapping[str, Any]) -> None:

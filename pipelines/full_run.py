@@ -24,6 +24,7 @@ from pggan.config import ConfigError, PipelineConfig, load_config  # noqa: E402
 from pggan.imaging import save_png  # noqa: E402
 from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
 from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402
+from pggan.secret_keys import is_secret_override, redact_secrets, secret_override_values  # noqa: E402
 
 SCRIPT = "python pipelines/full_run.py"     # the command in resume hints (`pggan train` passes its own)
 
@@ -71,23 +72,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def argv_of(args: argparse.Namespace) -> list[str]:
-    """The arguments that give `args` again (recorded in the manifest; the resume hint is built from them)."""
+    """The arguments that give `args` again, secret values redacted (recorded in the manifest; the resume hint
+    is built from them)."""
     out = ["--config", args.config] if args.config else []
     out += [a for s in args.overrides for a in ("--set", s)]
-    return out + (["--run-id", args.run_id] if args.run_id else [])
+    return redact_secrets(out + (["--run-id", args.run_id] if args.run_id else []))
 
 
 def resume_command(argv: list[str], run_id: str, command: str = SCRIPT) -> str:
-    """The command that resumes this run: the same arguments, with --run-id."""
-    kept, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-        elif a == "--run-id":
-            skip = True
+    """The command that resumes this run: the same arguments, with --run-id. Secret `--set`s are left out (never
+    shown); a note names them and how to pass them again."""
+    kept, secret, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--run-id":
+            i += 2
+            continue
+        if a == "--set" and i + 1 < len(argv) and is_secret_override(argv[i + 1]):
+            secret.append(argv[i + 1].split("=", 1)[0].strip())
+            i += 2
+            continue
+        if a.startswith("--set=") and is_secret_override(a[len("--set="):]):
+            secret.append(a[len("--set="):].split("=", 1)[0].strip())
         elif not a.startswith("--run-id="):
             kept.append(a)
-    return " ".join([command, *map(shlex.quote, kept), "--run-id", run_id])
+        i += 1
+    line = " ".join([command, *map(shlex.quote, kept), "--run-id", run_id])
+    if secret:
+        line += (f" (and pass {' and '.join(secret)} again, e.g. as AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY in "
+                 "the environment: keys are never shown)")
+    return line
 
 
 def one_line(e: BaseException | str) -> str:
@@ -117,7 +131,8 @@ def open_run(cfg: PipelineConfig, run_id: str, durl: str, argv: list[str]) -> di
     run = runs.load_run(cfg.storage.root, run_id, cfg.storage)
     if run is None:
         run = runs.new_run(cfg, run_id, stage_resolutions(cfg), durl)
-    run.setdefault("invocations", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), "argv": argv})
+    run.setdefault("invocations", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                              "argv": redact_secrets(argv)})
     run["status"] = "running"
     runs.save_run(cfg.storage.root, run, cfg.storage)
     return run
@@ -266,9 +281,10 @@ def run(args: argparse.Namespace, command: str = SCRIPT) -> int:
     exit status. Errors are one line, prefixed with the program's name."""
     name = "full_run" if command == SCRIPT else command
     argv = argv_of(args)
+    secrets = secret_override_values(args.overrides)
 
     def fail(message: str, code: int) -> int:
-        print(f"{name}: error: {message}", file=sys.stderr)
+        print(f"{name}: error: {redact_secrets(message, secrets)}", file=sys.stderr)
         return code
 
     try:

@@ -223,17 +223,18 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    """--config and --set first, then the explicit flags on top."""
+    """--config and --set first, then the explicit flags on top; only what ingest needs is validated (data.*,
+    storage.root), not the training schedule."""
     from dataclasses import replace
 
-    from pggan.config import validate
+    from pggan.config import validate_data
 
-    cfg = load_config(args.config, args.overrides)
+    cfg = load_config(args.config, args.overrides, check=validate_data)
     data = {k: v for k, v in (("source", args.source), ("name", args.name), ("resolution", args.resolution),
                               ("labels", args.labels), ("fit", args.fit)) if v is not None}
     storage = {"root": args.root} if args.root else {}
     cfg = cfg.replace(data=replace(cfg.data, **data), storage=replace(cfg.storage, **storage))
-    validate(cfg)
+    validate_data(cfg)
     return cfg
 
 

@@ -6,6 +6,7 @@ import contextlib
 from typing import Any, Iterator
 
 from pggan import storage as st
+from pggan.secret_keys import redact_secrets
 
 HIDDEN_PREFIXES = (".", "_")  # the same rule as Ray's directory listing: skipped at the top level of the source
 
@@ -16,10 +17,7 @@ class IngestError(RuntimeError):
 
 def _redact(text: str, storage: Any) -> str:
     opts = st.s3_options(storage)
-    for secret in (opts["access_key_id"], opts["secret_access_key"]):
-        if secret:
-            text = text.replace(secret, "***")
-    return " ".join(text.split())
+    return " ".join(redact_secrets(text, (opts["access_key_id"], opts["secret_access_key"])).split())
 
 
 def _is_connection_error(e: BaseException) -> bool:

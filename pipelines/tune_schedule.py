@@ -31,6 +31,7 @@ from pggan import sweep as sw  # noqa: E402
 from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict, load_config  # noqa: E402
 from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
 from pggan.schedule import stage_resolutions  # noqa: E402
+from pggan.secret_keys import without_secrets  # noqa: E402
 
 EPILOG = """\
 examples:
@@ -254,7 +255,7 @@ def write_best(job: SweepJob, best: dict[str, Any], results: Any) -> tuple[str, 
         f"Best of sweep {job.name}: trial {best['trial']} (run {best['run_id']}), final SWD avg "
         f"{best['swd_avg']:.4g} after {best['kimg_shown']:g} kimg, {best['wall_seconds']:.0f} s.",
         f"Train it: python pipelines/full_run.py --config {local_name(url)}"])
-    if config_from_dict(yaml.safe_load(text)) != cfg:
+    if config_from_dict(yaml.safe_load(text)) != without_secrets(cfg):        # keys are never written
         raise RuntimeError(f"best.yaml does not load back to the best trial's config: {url}")
     st.write_bytes_atomic(url, text.encode(), job.base.storage)
     return url, text

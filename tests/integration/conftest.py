@@ -29,17 +29,20 @@ def tracked_full_run(tiny_root: str, mlflow_server) -> dict:
     """`full_run.py --config tiny.yaml --run-id full` (stages 4 and 8) under tiny_root on the session's Ray, tracked
     on the session's MLflow server under a fresh experiment and model name: the orchestrator tests
     (test_full_run.py) and the MLflow end-to-end test (test_mlflow_full_run.py) check what this one run left,
-    instead of training two (each costs minutes here). Returns its exit code, stdout, stderr and the --set list
-    that a rerun of it must repeat."""
+    instead of training two (each costs minutes here). S3 keys are given on its command line as a user would
+    (sentinel values, unused by a local root): test_secrets.py looks for them everywhere the run wrote, and the
+    reruns of the other tests leave them out, as a resume with the keys in the environment does. Returns its exit
+    code, stdout, stderr, the sentinel `secret` and the --set list that a rerun of it must repeat."""
     from pipelines.full_run import main
 
     tag = uuid.uuid4().hex[:6]
     run = {"root": tiny_root, "run_id": "full", "model": f"pggan-e2e-{tag}", "experiment": f"e2e-{tag}",
-           "tracking_uri": mlflow_server.url}
+           "tracking_uri": mlflow_server.url, "secret": f"SENTINEL{uuid.uuid4().hex}"}
     run["sets"] = [f"tracking.uri={mlflow_server.url}", f"tracking.model_name={run['model']}",
                    f"tracking.experiment={run['experiment']}"]
     argv = ["--config", "tiny.yaml", "--set", f"storage.root={tiny_root}", "--run-id", "full",
-            *[a for s in run["sets"] for a in ("--set", s)]]
+            *[a for s in run["sets"] for a in ("--set", s)],
+            "--set", f"storage.access_key_id=ID{run['secret']}", "--set", f"storage.secret_access_key={run['secret']}"]
     out, err = io.StringIO(), io.StringIO()
     saved = os.environ.pop("MLFLOW_TRACKING_URI", None)      # the URI comes from the config, as in a clean shell
     try:

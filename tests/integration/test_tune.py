@@ -9,12 +9,14 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
 from pggan.config import load_config
+from train_helpers import files_containing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -37,11 +39,19 @@ def run_sweep(root: Path, name: str, *extra: str) -> subprocess.CompletedProcess
                           text=True, timeout=1100)
 
 
+def secret_sets(secret: str) -> list[str]:
+    """S3 keys on the command line, as a user gives them (a local root does not use them)."""
+    return ["--set", f"storage.access_key_id=ID{secret}", "--set", f"storage.secret_access_key={secret}"]
+
+
 def test_two_trial_sweep_writes_the_best_config_and_nests_the_trials_in_mlflow(tmp_path):
-    root = tmp_path / "root"
-    out = run_sweep(root, "sw", "--num-samples", "2")
+    root, secret = tmp_path / "root", f"SENTINEL{uuid.uuid4().hex}"
+    out = run_sweep(root, "sw", "--num-samples", "2", *secret_sets(secret))
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-6000:]
+    # The keys are nowhere: not in the output, nor under the root (Tune's experiment state and trial configs,
+    # sweep.json, trials.json, best.yaml, the trials' runs, the MLflow database and artifacts).
+    assert secret not in log and files_containing(secret, root) == []
     assert "[tune] sweep sw: 2 trials, 2 at a time" in log        # 1 worker x 0.5 CPU + 1 + 0.01 per trial, 4 CPUs
 
     client = MlflowClient(f"sqlite:///{root}/mlflow.db")
@@ -71,10 +81,11 @@ def test_two_trial_sweep_writes_the_best_config_and_nests_the_trials_in_mlflow(t
 
 
 def test_a_sweep_whose_driver_died_resumes_without_retraining_finished_stages(tmp_path):
-    root, log_path = tmp_path / "root", tmp_path / "first.log"
+    root, log_path, secret = tmp_path / "root", tmp_path / "first.log", f"SENTINEL{uuid.uuid4().hex}"
+    # The keys are on the first command line only: the resume runs without them, as with keys in the environment.
+    first = sweep_command(root, "rs", "--num-samples", "1", "--scheduler", "none", *secret_sets(secret))
     with open(log_path, "w") as log:
-        driver = subprocess.Popen(sweep_command(root, "rs", "--num-samples", "1", "--scheduler", "none"), cwd=REPO,
-                                  env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
+        driver = subprocess.Popen(first, cwd=REPO, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 900
         while "stage 4x4 done" not in log_path.read_text() and driver.poll() is None:
@@ -101,3 +112,4 @@ def test_a_sweep_whose_driver_died_resumes_without_retraining_finished_stages(tm
     sweeps = client.search_runs([experiment], "tags.`pggan.kind` = 'sweep'")
     trials = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{sweeps[0].info.run_id}'")
     assert len(sweeps) == 1 and [t.info.run_name for t in trials] == ["rs-t0"]   # continued, not duplicated
+    assert secret not in log_path.read_text() and files_containing(secret, root) == []

@@ -38,3 +38,18 @@ def error_line(stderr: str) -> str:
     lines = [line for line in stderr.splitlines() if line.startswith("full_run: error:")]
     assert len(lines) == 1, stderr[-3000:]
     return lines[0]
+
+
+def files_containing(needle: str, *roots: str | os.PathLike) -> list[str]:
+    """Every file under `roots` whose bytes contain `needle` (UTF-8: JSON, YAML, logs, Parquet metadata, SQLite
+    text columns and pickles all store text that way)."""
+    found = []
+    for root in roots:
+        for folder, _, names in os.walk(root):
+            for name in names:
+                path = os.path.join(folder, name)
+                if os.path.isfile(path) and not os.path.islink(path):
+                    with open(path, "rb") as f:
+                        if needle.encode() in f.read():
+                            found.append(path)
+    return found

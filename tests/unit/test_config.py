@@ -4,8 +4,9 @@ import sys
 
 import pytest
 
-from pggan.config import (CONFIG_DIR, ConfigError, PipelineConfig, config_from_dict, config_to_dict,
-                          flat_params, load_config)
+from pggan.config import (CONFIG_DIR, PAPER_BATCH_SIZE, ConfigError, PipelineConfig, config_from_dict,
+                          config_to_dict, flat_params, load_config, validate_data)
+from pggan.secret_keys import redact_secrets
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "celeba-hq-1024.yaml"])
@@ -46,7 +47,7 @@ def test_overrides_are_parsed_as_yaml_and_typed():
     ("optim.beta2=1.5", "optim.beta2"),
     ("data.fit=zoom", "data.fit"),
     ("data.resolution=many", "data.resolution"),
-    ("data.resolution=64", "schedule.batch_size"),
+    ("schedule.batch_size.16=0", "schedule.batch_size.16"),
     ("schedule.start_resolution=64", "schedule.start_resolution"),
     ("model.latent_dims=5", "model.latent_dims"),
     ("optimizer.lr=0.1", "optimizer"),
@@ -83,6 +84,54 @@ def test_secrets_never_appear_in_the_logged_config():
     text = repr(cfg) + str(config_to_dict(cfg)) + str(flat_params(cfg))
     assert "AKIASECRET" not in text and "hunter2" not in text
     assert cfg.storage.secret_access_key == "hunter2"
+
+
+def test_a_secret_override_is_kept_verbatim_and_every_printable_form_of_it_is_redacted():
+    cfg = load_config(None, ["storage.secret_access_key=0123e4", "storage.access_key_id=[AKIA"])
+    assert (cfg.storage.secret_access_key, cfg.storage.access_key_id) == ("0123e4", "[AKIA")   # not YAML-parsed
+    assert config_to_dict(cfg)["storage"]["secret_access_key"] == "***"
+    assert flat_params(cfg)["storage.access_key_id"] == "***"
+    assert config_to_dict(load_config(None, []))["storage"]["secret_access_key"] == ""          # unset stays unset
+    argv = ["--set", "storage.secret_access_key=abc/+d", "--set", "data.resolution=64"]
+    assert redact_secrets(argv) == ["--set", "storage.secret_access_key=***", "--set", "data.resolution=64"]
+    message = "cannot use secret_access_key: 'abc/+d' (key AKIAXYZ)"
+    assert redact_secrets(message, ["AKIAXYZ"]) == "cannot use secret_access_key: '***' (key ***)"
+
+
+def test_a_stage_resolution_without_a_minibatch_gets_the_papers_scaled_like_the_preset():
+    assert load_config("tiny.yaml", ["data.resolution=16", "scaling.num_workers=1"]).schedule.batch_size == \
+        {4: 16, 8: 16, 16: 16}                                      # tiny.yaml gives 16 = 1/8 of the paper's 128
+    assert load_config("tiny.yaml", ["data.resolution=128"]).schedule.batch_size == \
+        {4: 16, 8: 16, 16: 16, 32: 8, 64: 4, 128: 2}                # the paper's 64, 32, 16 at 1/8
+    demo = load_config(None, ["data.resolution=128"]).schedule.batch_size   # demo.yaml: 16 at 32 (paper 64)
+    assert (demo[32], demo[64], demo[128]) == (16, 8, 4)
+    paper = load_config("celeba-hq-1024.yaml", ["schedule.batch_size={4: 128}", "scaling.num_workers=1"])
+    assert paper.schedule.batch_size == PAPER_BATCH_SIZE           # nothing given above 4: the paper's table
+    odd = load_config("tiny.yaml", ["data.resolution=64", "scaling.num_workers=3", "schedule.batch_size={4: 6}"])
+    assert odd.schedule.batch_size == {4: 6, 8: 6, 16: 6, 32: 3, 64: 3}   # whole images per worker, >= 1 each
+    assert config_from_dict(config_to_dict(odd, redact=False)) == odd                  # written out, stable
+
+
+def test_ingest_validates_the_data_settings_but_not_the_training_schedule():
+    cfg = load_config(None, ["scaling.num_workers=3"], check=validate_data)   # 16 is not divisible by 3
+    assert cfg.scaling.num_workers == 3
+    with pytest.raises(ConfigError, match="data.fit"):
+        load_config(None, ["data.fit=zoom"], check=validate_data)
+
+
+@pytest.mark.parametrize("argv, resolution", [
+    (["--source", "./photos", "--root", "./pggan-data", "--resolution", "128", "--labels", "folders"], 128),
+    (["--source", "s3://bucket/dir", "--root", "s3://bucket/out", "--name", "x", "--resolution", "64"], 64),
+    (["--source", "./photos", "--resolution", "256", "--set", "scaling.num_workers=3"], 256),
+])
+def test_ingest_commands_take_any_resolution_whatever_the_training_schedule(argv, resolution):
+    import argparse
+
+    from pipelines.ingest import add_args, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_args(parser)
+    assert config_from_args(parser.parse_args(argv)).data.resolution == resolution
 
 
 def test_cli_bad_config_is_one_clear_line_without_traceback(tmp_path):

@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from pipelines.full_run import main, resume_command
+from pipelines.full_run import argv_of, main, parse_args, resume_command
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -35,6 +35,23 @@ def test_the_resume_command_repeats_the_arguments_with_the_run_id():
     argv = ["--config", "tiny.yaml", "--set", "storage.root=/x y", "--run-id", "old"]
     assert resume_command(argv, "r1") == ("python pipelines/full_run.py --config tiny.yaml --set "
                                           "'storage.root=/x y' --run-id r1")
+
+
+def test_the_resume_command_leaves_secret_keys_out_and_says_how_to_pass_them_again():
+    args = parse_args(["--config", "tiny.yaml", "--set", "storage.secret_access_key=SENTINEL-1",
+                       "--set=storage.access_key_id=SENTINEL-2", "--set", "data.resolution=16", "--run-id", "old"])
+    argv = argv_of(args)                                                  # what run.json records
+    assert "SENTINEL" not in " ".join(argv) and "storage.secret_access_key=***" in argv
+    again = resume_command(argv, "old")
+    assert again.startswith("python pipelines/full_run.py --config tiny.yaml --set data.resolution=16 --run-id old")
+    assert "***" not in again and "storage.secret_access_key" in again and "AWS_SECRET_ACCESS_KEY" in again
+
+
+def test_a_config_error_never_shows_a_secret_given_on_the_command_line(capsys, tmp_path):
+    assert main(["--set", "storage.secret_access_key=SENTINEL-3", "--set", f"storage.root={tmp_path}",
+                 "--set", "scaling.num_workers=3"]) == 2
+    err = capsys.readouterr().err
+    assert "scaling.num_workers (3)" in err and "SENTINEL" not in err
 
 
 def test_a_submitted_job_with_a_relative_storage_root_is_refused(capsys, monkeypatch):

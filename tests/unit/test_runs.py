@@ -44,6 +44,15 @@ def test_resuming_with_only_harmless_changes_is_allowed(cfg):
     runs.check_same_config(run, resumed)                                 # no error
 
 
+def test_a_run_started_with_keys_on_the_command_line_resumes_with_keys_from_the_environment(tmp_path):
+    started = load_config("tiny.yaml", [f"storage.root={tmp_path}", "storage.access_key_id=AKIA1",
+                                        "storage.secret_access_key=s3cr3t"])
+    run = runs.new_run(started, "r1", [4, 8], "d")
+    runs.save_run(str(tmp_path), run)
+    assert "s3cr3t" not in (tmp_path / "runs" / "r1" / "run.json").read_text()
+    runs.check_same_config(runs.load_run(str(tmp_path), "r1"), load_config("tiny.yaml", [f"storage.root={tmp_path}"]))
+
+
 def test_resuming_with_a_different_model_or_schedule_fails_naming_the_keys(cfg):
     run = runs.new_run(cfg, "r1", [4, 8], "d")
     changed = load_config("tiny.yaml", [f"storage.root={cfg.storage.root}", "model.fmap_max=32",

@@ -6,6 +6,7 @@ import pytest
 
 from pggan import sweep as sw
 from pggan.config import ConfigError, load_config
+from pggan.secret_keys import without_secrets
 from pipelines import tune_schedule
 
 
@@ -131,3 +132,4 @@ def test_best_config_yaml_loads_back_with_load_config(tiny, tmp_path):
     loaded = load_config(path)
     assert loaded.schedule == cfg.schedule and loaded.model == cfg.model
     assert "s3cr3t" not in path.read_text() and loaded.storage.secret_access_key == ""
+    assert loaded == without_secrets(cfg)             # what the sweep checks before writing best.yaml
