@@ -214,8 +214,9 @@ def config_from_dict(data: Mapping[str, Any], check: Callable[[PipelineConfig], 
 def default_batch_size(given: Mapping[int, int], res: int, num_workers: int) -> int:
     """The global minibatch at `res` when schedule.batch_size (`given`) has none: PAPER_BATCH_SIZE[res] scaled by
     the given value's ratio to the paper's at the nearest given resolution below `res` (else above; no values:
-    the paper's own), rounded to a multiple of num_workers, at least one image per worker.
-    E.g. tiny.yaml's {4: 16, 8: 16} (1/8 of the paper's 128) gives 16 at 16x16, 8 at 32x32, 4 at 64x64."""
+    the paper's own), rounded to a multiple of num_workers, at least two images per worker (minibatch stddev
+    needs a group of two; validate refuses one). E.g. tiny.yaml's {4: 16, 8: 16} (1/8 of the paper's 128) gives
+    16 at 16x16, 8 at 32x32, 4 at 64x64."""
     def paper(r: int) -> int:
         return PAPER_BATCH_SIZE[min(max(r, 4), 1024)]
 
@@ -223,7 +224,7 @@ def default_batch_size(given: Mapping[int, int], res: int, num_workers: int) -> 
     anchor = max(below) if below else min(above) if above else None
     scale = given[anchor] / paper(anchor) if anchor is not None else 1.0
     workers = max(1, num_workers)
-    return workers * max(1, round(paper(res) * scale / workers))
+    return workers * max(2, round(paper(res) * scale / workers))
 
 
 def with_default_batch_sizes(cfg: PipelineConfig) -> PipelineConfig:

@@ -34,6 +34,7 @@ RULES = [
     (r"(python pipelines/tune_schedule\.py|pggan tune)\b", CHECK, "a sweep trains several runs"),
     (r"(python pipelines/ingest\.py|pggan ingest)\b", CHECK, "reads a bucket or a folder of the user's"),
     (r"(python pipelines/evaluate\.py|pggan (generate|evaluate))\b", CHECK, "needs a trained, registered model"),
+    (r"pggan status\b", CHECK, "needs a run's manifest (run.json) under the root"),
     (r"mlflow models serve\b", CHECK, "starts a model server for a registered model"),
     (r"ray job submit\b", CHECK, "needs a running Ray cluster (the command it submits is checked too)"),
     (r"ray (up|down|dashboard|job logs)\b", CHECK, "needs AWS credentials and a cluster"),

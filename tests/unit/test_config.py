@@ -102,13 +102,13 @@ def test_a_stage_resolution_without_a_minibatch_gets_the_papers_scaled_like_the_
     assert load_config("tiny.yaml", ["data.resolution=16", "scaling.num_workers=1"]).schedule.batch_size == \
         {4: 16, 8: 16, 16: 16}                                      # tiny.yaml gives 16 = 1/8 of the paper's 128
     assert load_config("tiny.yaml", ["data.resolution=128"]).schedule.batch_size == \
-        {4: 16, 8: 16, 16: 16, 32: 8, 64: 4, 128: 2}                # the paper's 64, 32, 16 at 1/8
+        {4: 16, 8: 16, 16: 16, 32: 8, 64: 4, 128: 4}                # the paper's 64, 32 at 1/8; 2 per worker
     demo = load_config(None, ["data.resolution=128"]).schedule.batch_size   # demo.yaml: 16 at 32 (paper 64)
     assert (demo[32], demo[64], demo[128]) == (16, 8, 4)
     paper = load_config("celeba-hq-1024.yaml", ["schedule.batch_size={4: 128}", "scaling.num_workers=1"])
     assert paper.schedule.batch_size == PAPER_BATCH_SIZE           # nothing given above 4: the paper's table
     odd = load_config("tiny.yaml", ["data.resolution=64", "scaling.num_workers=3", "schedule.batch_size={4: 6}"])
-    assert odd.schedule.batch_size == {4: 6, 8: 6, 16: 6, 32: 3, 64: 3}   # whole images per worker, >= 1 each
+    assert odd.schedule.batch_size == {4: 6, 8: 6, 16: 6, 32: 6, 64: 6}   # whole images per worker, >= 2 each
     assert config_from_dict(config_to_dict(odd, redact=False)) == odd                  # written out, stable
 
 
