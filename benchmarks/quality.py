@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from pggan import storage as st
+from pggan.checkpoint import build_generator, load_checkpoint
 from pggan.config import PipelineConfig, load_config
 from pggan.dataset import read_level_numpy, resolutions
 from pggan.imaging import ImageDecodeError, box_pyramid, decode_pyramid, square_resize, to_uint8
-from pggan.metrics.progress import THRESHOLDS, compare_summaries, quality_summary
+from pggan.metrics.progress import compare_summaries, quality_summary
 from pggan.metrics.reference import eval_indices, eval_size, real_vs_real_swd, reference_split
 from pggan.metrics.swd import sliced_wasserstein
 from pggan.progressive import Tick, train_progressive
@@ -199,6 +200,35 @@ def arm_configs(args: argparse.Namespace) -> dict[str, PipelineConfig]:
     return arms
 
 
+def report(results: dict[str, list[dict]], top: int, emit: Callable[[dict], None]) -> None:
+    """Each arm's summary at the final resolution, then direct against progressive where both ran."""
+    summaries = {}
+    for name, points in results.items():
+        s = quality_summary(points, top)
+        last = points[-1] if points else {"seconds": 0.0, "nimg": 0}
+        s.update(arm=name, summary=True, train_s=last["seconds"], nimg=last["nimg"],
+                 img_per_s=round(last["nimg"] / last["seconds"], 1) if last["seconds"] else None,
+                 eval_s=round(sum(p["eval_s"] for p in points), 1))
+        summaries[name] = s
+        emit(s)
+        reached = "  ".join(f"<= {t:g}: " + (f"{r['seconds']:.0f}s / {r['nimg'] / 1000:.1f} kimg" if r
+                                             else "not reached") for t, r in s["reached"].items())
+        best = s["best"]
+        print(f"== {name}: {s['train_s']:.0f}s training ({s['img_per_s']} img/s), {s['nimg'] / 1000:.1f} kimg, "
+              f"eval {s['eval_s']}s; at {top}x{top}: {reached}; best "
+              + (f"{best['swd_ratio']:.3f} at {best['seconds']:.0f}s / {best['nimg'] / 1000:.1f} kimg" if best
+                 else "none (never reached the final resolution)"), flush=True)
+    if "direct" in summaries:
+        for row in compare_summaries(summaries["progressive"], summaries["direct"]):
+            emit({"comparison": "direct/progressive", **row})
+            if "time_ratio" in row:
+                print(f"== ratio <= {row['threshold']:g}: direct/progressive wall time {row['time_ratio']:.2f}, "
+                      f"images {row['nimg_ratio']:.2f}", flush=True)
+            else:
+                print(f"== ratio <= {row['threshold']:g}: not reached by both; best progressive "
+                      f"{row['baseline_best']}, direct {row['other_best']}", flush=True)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None, help="YAML preset (default: pipelines/configs/demo.yaml)")
@@ -219,6 +249,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="another arm with these overrides on top of --set, interleaved (repeatable)")
     p.add_argument("--until-budget", action="store_true",
                    help="let the final stage run until --minutes (implied by --compare-direct)")
+    p.add_argument("--checkpoint", default=None, help="no training: the SWD ratio of this checkpoint's EMA generator "
+                                                      "(e.g. a pipeline run's final one) against the data, and exit")
     p.add_argument("--threads", type=int, default=0, help="torch intra-op threads (0 = torch's default)")
     p.add_argument("--json", default=None, help="append every tick and the summary as JSON lines to this file")
     return p.parse_args(argv)
@@ -245,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     ref = evaluate.reference(top)
     print(f"# reference at {top}: real-vs-real SWD {ref['swd_avg']:.2f} with {ref['num_images']} + "
           f"{ref['num_images']} images ({ref['seconds']:.1f}s)", flush=True)
+    if args.checkpoint:
+        G = build_generator(load_checkpoint(args.checkpoint, cfg.storage))
+        result = {"checkpoint": args.checkpoint, "resolution": G.resolution, **evaluate(G, G.resolution, 1.0)}
+        print(json.dumps(result), flush=True)
+        return 0
     lock = threading.Lock()
     out = open(args.json, "a") if args.json else None
 
@@ -271,31 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         t.join()
     if errors:
         raise errors[0]
-    summaries = {}
-    for name, points in results.items():
-        s = quality_summary(points, top)
-        last = points[-1] if points else {"seconds": 0.0, "nimg": 0}
-        s.update(arm=name, summary=True, train_s=last["seconds"], nimg=last["nimg"],
-                 img_per_s=round(last["nimg"] / last["seconds"], 1) if last["seconds"] else None,
-                 eval_s=round(sum(p["eval_s"] for p in points), 1))
-        summaries[name] = s
-        emit(s)
-        reached = "  ".join(f"<= {t:g}: " + (f"{r['seconds']:.0f}s / {r['nimg'] / 1000:.1f} kimg" if r else "not reached")
-                            for t, r in s["reached"].items())
-        best = s["best"]
-        print(f"== {name}: {s['train_s']:.0f}s training ({s['img_per_s']} img/s), {s['nimg'] / 1000:.1f} kimg, "
-              f"eval {s['eval_s']}s; at {top}x{top}: {reached}; best "
-              + (f"{best['swd_ratio']:.3f} at {best['seconds']:.0f}s / {best['nimg'] / 1000:.1f} kimg" if best
-                 else "none (never reached the final resolution)"), flush=True)
-    if "direct" in summaries:
-        for row in compare_summaries(summaries["progressive"], summaries["direct"]):
-            emit({"comparison": "direct/progressive", **row})
-            if "time_ratio" in row:
-                print(f"== ratio <= {row['threshold']:g}: direct/progressive wall time {row['time_ratio']:.2f}, "
-                      f"images {row['nimg_ratio']:.2f}", flush=True)
-            else:
-                print(f"== ratio <= {row['threshold']:g}: not reached by both; best progressive "
-                      f"{row['baseline_best']}, direct {row['other_best']}", flush=True)
+    report(results, top, emit)
     if out is not None:
         out.close()
     return 0

@@ -12,7 +12,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_quality_benchmark_prints_time_images_schedule_and_swd_ratio_per_tick(tmp_path):
     log = tmp_path / "ticks.jsonl"
     cmd = [sys.executable, "benchmarks/quality.py", "--config", "tiny.yaml", "--threads", "1",
-           "--set", "data.synthetic_count=64", "--set", "schedule.fade_kimg=0.1", "--set", "schedule.stabilize_kimg=0.1",
+           "--set", "data.synthetic_count=64", "--set", "schedule.fade_kimg=0.1",
+           "--set", "schedule.stabilize_kimg=0.1",
            "--tick-kimg", "0.05", "--eval-images", "16", "--minutes", "5", "--json", str(log)]
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120,
                          env={**os.environ, "PYTHONPATH": REPO})
