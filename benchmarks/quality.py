@@ -33,7 +33,7 @@ from pggan.checkpoint import build_generator, load_checkpoint
 from pggan.config import PipelineConfig, load_config
 from pggan.dataset import read_level_numpy, resolutions
 from pggan.imaging import ImageDecodeError, box_pyramid, decode_pyramid, square_resize, to_uint8
-from pggan.metrics.progress import compare_summaries, quality_summary
+from pggan.metrics.progress import common_level, compare_summaries, quality_summary
 from pggan.metrics.reference import eval_indices, eval_size, real_vs_real_swd, reference_split
 from pggan.metrics.swd import sliced_wasserstein
 from pggan.progressive import Tick, train_progressive
@@ -227,6 +227,15 @@ def report(results: dict[str, list[dict]], top: int, emit: Callable[[dict], None
             else:
                 print(f"== ratio <= {row['threshold']:g}: not reached by both; best progressive "
                       f"{row['baseline_best']}, direct {row['other_best']}", flush=True)
+        common = common_level(results["progressive"], results["direct"], top)
+        if common is not None:
+            emit({"comparison": "direct/progressive at the worse best ratio", **common})
+            mine, theirs = common["baseline"], common["other"]
+            print(f"== ratio <= {common['threshold']:.3f} (the lowest both reached): progressive "
+                  f"{mine['seconds']:.0f}s / {mine['nimg'] / 1000:.1f} kimg, direct {theirs['seconds']:.0f}s / "
+                  f"{theirs['nimg'] / 1000:.1f} kimg: direct/progressive wall time {common['time_ratio']:.2f}, "
+                  f"images {common['nimg_ratio']:.2f}",
+                  flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -58,3 +58,19 @@ def compare_summaries(baseline: Mapping[str, Any], other: Mapping[str, Any]) -> 
             row["other_best"] = None if other["best"] is None else other["best"]["swd_ratio"]
         rows.append(row)
     return rows
+
+
+def common_level(baseline: Sequence[Mapping[str, Any]], other: Sequence[Mapping[str, Any]],
+                 resolution: int) -> dict[str, Any] | None:
+    """Where neither run reached the named thresholds, the closest both did: the worse of the two best ratios at
+    `resolution`, with the first point of each run at or below it and the ratios other/baseline of seconds and
+    images to get there. None when a run has no point at `resolution`."""
+    a, b = quality_summary(baseline, resolution, ()), quality_summary(other, resolution, ())
+    if a["best"] is None or b["best"] is None:
+        return None
+    level = max(a["best"]["swd_ratio"], b["best"]["swd_ratio"])
+    mine, theirs = first_reaching(baseline, resolution, level), first_reaching(other, resolution, level)
+    assert mine is not None and theirs is not None          # each run's best is at or below the worse best
+    return {"threshold": level, "baseline": mine, "other": theirs,
+            "time_ratio": theirs["seconds"] / mine["seconds"] if mine["seconds"] > 0 else math.inf,
+            "nimg_ratio": theirs["nimg"] / mine["nimg"] if mine["nimg"] > 0 else math.inf}

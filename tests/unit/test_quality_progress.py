@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from pggan.metrics.progress import compare_summaries, first_reaching, quality_summary
+from pggan.metrics.progress import common_level, compare_summaries, first_reaching, quality_summary
 
 
 def point(res: int, ratio: float, seconds: float, nimg: int) -> dict:
@@ -41,3 +41,14 @@ def test_comparison_gives_time_and_image_ratios_where_both_reached_else_the_best
     assert rows[2.0]["nimg_ratio"] == pytest.approx(5000 / 4000)
     assert "time_ratio" not in rows[1.5]
     assert (rows[1.5]["baseline_best"], rows[1.5]["other_best"]) == (1.4, 1.8)
+
+
+def test_common_level_compares_the_time_to_the_best_ratio_the_worse_run_reached():
+    direct = [point(32, 7.0, 100, 2000), point(32, 6.0, 300, 6000), point(32, 6.5, 400, 8000)]
+    grown = [point(16, 1.5, 50, 4000), point(32, 6.8, 120, 5000), point(32, 5.0, 150, 6000)]
+    row = common_level(grown, direct, 32)
+    assert row["threshold"] == 6.0                                      # direct's best; grown got below it first
+    assert row["baseline"]["seconds"] == 150.0                          # 6.8 > 6.0: the 5.0 point is the first
+    assert row["time_ratio"] == pytest.approx(300 / 150)
+    assert row["nimg_ratio"] == pytest.approx(6000 / 6000)
+    assert common_level(grown[:1], direct, 32) is None                   # never reached 32x32: no comparison
