@@ -109,6 +109,8 @@ class RatioEvaluator:
             return self.refs[res]
 
     def __call__(self, G_ema: torch.nn.Module, res: int, alpha: float) -> dict[str, Any]:
+        """During a fade-in the generator's output at `alpha` (what it makes at that moment) is compared with the
+        level's reals as they are, not blended: the ratio says how far the current images are from the data."""
         ref = self.reference(res)
         t0 = time.perf_counter()
         z = sample_latents(ref["num_images"], G_ema.model.latent_dim, self.seed)        # [n, latent]
@@ -157,7 +159,9 @@ def tick_line(arm: str, point: dict[str, Any]) -> str:
 
 def run_arm(name: str, cfg: PipelineConfig, levels: dict[int, np.ndarray], evaluate: RatioEvaluator,
             budget_s: float, tick_kimg: float | None, turns: Turns, emit: Callable[[dict], None]) -> list[dict]:
-    """Train one arm until its schedule ends or its training seconds reach budget_s; a point per tick."""
+    """Train one arm until its schedule ends or its training seconds reach budget_s; a point per tick.
+    Arms share torch's global RNG (train_progressive seeds it per stage); with the fixed turn order a run is still
+    reproducible, but an arm's random stream depends on the arms beside it."""
     points: list[dict] = []
 
     def on_tick(tick: Tick, nets) -> bool:
