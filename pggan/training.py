@@ -107,20 +107,22 @@ def average_gradients(module: torch.nn.Module, scalars: torch.Tensor) -> torch.T
     params = [p for p in module.parameters() if p.requires_grad]
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
     scalars = scalars.detach().float().reshape(-1).to(grads[0].device)                         # [K]
-    flat = torch.cat([g.reshape(-1).float() for g in grads] + [scalars])                        # [P + K]
     n = world_size()
     if n > 1:
+        flat = torch.cat([g.reshape(-1).float() for g in grads] + [scalars])                    # [P + K]
         dist.all_reduce(flat)
         flat /= n
         offset = 0
         for p, g in zip(params, grads):
             p.grad = flat[offset:offset + g.numel()].view_as(p).to(p.dtype)
             offset += g.numel()
-    if not bool(torch.isfinite(flat).all()):
-        bad = "loss" if not bool(torch.isfinite(flat[-scalars.numel():]).all()) else "gradient"
+        scalars, grads = flat[-scalars.numel():], [flat[:-scalars.numel()]]
+    # A world of one needs no flat copy: the finiteness check reads the gradients where they are.
+    if not bool(torch.stack([torch.isfinite(t).all() for t in [scalars, *grads]]).all()):
+        bad = "loss" if not bool(torch.isfinite(scalars).all()) else "gradient"
         raise NonFiniteLossError(f"non-finite {bad} in the {type(module).__name__} update "
-                                 f"(losses {[round(v, 4) for v in flat[-scalars.numel():].tolist()]})")
-    return flat[-scalars.numel():]
+                                 f"(losses {[round(v, 4) for v in scalars.tolist()]})")
+    return scalars
 
 
 def autocast_for(device: torch.device, cfg: PipelineConfig) -> contextlib.AbstractContextManager:

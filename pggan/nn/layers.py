@@ -15,6 +15,84 @@ def _activate(x: torch.Tensor, activation: str) -> torch.Tensor:
     return F.leaky_relu(x, LRELU_SLOPE) if activation == "lrelu" else x
 
 
+def _engine_will_need(node: object) -> bool:
+    """Whether the running backward pass will reach autograd node `node` (None: a tensor without history)."""
+    if node is None:
+        return False
+    try:
+        return torch._C._will_engine_execute_node(node)
+    except (AttributeError, RuntimeError):                     # API gone, or asked outside a backward pass
+        return True
+
+
+class _ConvInputGrad(torch.autograd.Function):
+    """dL/dx of a stride-1 conv, gx = conv_transpose(gy, w), as an op of its own whose backward is the conv's
+    forward (for gy) and the conv's weight gradient (for w).
+
+    The gradient penalty differentiates this once more. PyTorch's own formula for that second derivative
+    computes the weight term as a convolution of batch-transposed tensors ([C, N, H, W] * [C', N, H, W]), which
+    oneDNN runs at about a third of the machine's matmul peak; the weight-gradient kernel runs near the peak.
+    The maths is the same: <ggx, conv_transpose(gy, w)> = <conv(ggx, w), gy>.
+    """
+
+    @staticmethod
+    def forward(ctx, gy: torch.Tensor, w: torch.Tensor, x_shape: torch.Size, padding: int) -> torch.Tensor:
+        ctx.save_for_backward(gy, w)
+        ctx.padding = padding
+        return F.grad.conv2d_input(x_shape, w, gy, padding=padding)               # [N, C_in, H, W]
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, ggx: torch.Tensor):
+        gy, w = ctx.saved_tensors
+        p = ctx.padding
+        need_gy, need_w = ctx.needs_input_grad[:2]
+        g_gy = F.conv2d(ggx, w, padding=p) if need_gy else None                   # [N, C_out, H', W']
+        g_w = torch.ops.aten.convolution_backward(gy, ggx, w, None, [1, 1], [p, p], [1, 1], False, [0, 0], 1,
+                                                  [False, True, False])[1] if need_w else None
+        return g_gy, g_w, None, None
+
+
+class _Conv2d(torch.autograd.Function):
+    """F.conv2d (stride 1) whose input gradient is _ConvInputGrad, so that its second derivative is fast.
+
+    Weight and bias gradients come from the usual kernel, and only when the running backward pass needs them:
+    the penalty's autograd.grad(..., x_hat) needs none, which the engine tells through the (non-leaf) scaled
+    weight's node.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, padding: int) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        ctx.padding, ctx.has_bias, ctx.w_node = padding, b is not None, w.grad_fn
+        return F.conv2d(x, w, b, padding=padding)                                 # [N, C_out, H', W']
+
+    @staticmethod
+    def backward(ctx, gy: torch.Tensor):
+        x, w = ctx.saved_tensors
+        p = ctx.padding
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        if ctx.w_node is not None:                              # skip parameter grads this pass will not use
+            need_w = need_w and _engine_will_need(ctx.w_node)
+            need_b = need_b and need_w
+        gx = _ConvInputGrad.apply(gy, w, x.shape, p) if need_x else None         # [N, C_in, H, W]
+        gw = gb = None
+        if need_w or need_b:
+            _, gw, gb = torch.ops.aten.convolution_backward(
+                gy, x, w, [w.shape[0]] if ctx.has_bias else None, [1, 1], [p, p], [1, 1], False, [0, 0], 1,
+                [False, bool(need_w), bool(need_b and ctx.has_bias)])
+        return gx, gw if need_w else None, gb if need_b else None, None
+
+
+def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, padding: int) -> torch.Tensor:
+    """F.conv2d(x, w, b, padding=padding) at stride 1; on the CPU in fp32 with a fast second derivative and in
+    channels-last layout (NHWC, oneDNN's native one: no reorder of every activation to and from a blocked
+    layout per call; the output follows the weight's layout, so the whole network runs NHWC)."""
+    if x.device.type != "cpu" or torch.is_autocast_enabled("cpu"):
+        return F.conv2d(x, w, b, padding=padding)
+    return _Conv2d.apply(x, w.contiguous(memory_format=torch.channels_last), b, padding)
+
+
 def _check_activation(activation: str) -> str:
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation={activation!r}: expected one of {ACTIVATIONS}")
@@ -46,7 +124,7 @@ class EqualizedConv2d(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.weight * self.weight_gain
-        x = F.conv2d(x, w, self.bias, padding=self.padding)     # [N, out, H', W']
+        x = conv2d(x, w, self.bias, padding=self.padding)       # [N, out, H', W']
         return _activate(x, self.activation)
 
     def summary_label(self) -> str:
