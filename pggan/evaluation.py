@@ -11,7 +11,8 @@ Results are JSON-shaped: per-level values are keyed by the resolution as a strin
 first), as they read back from run.json, MLflow or `pggan evaluate`'s JSON line.
 
     level = stored_level(dataset_url, 32, storage)            # or memory_level(uint8 [N, 32, 32, 3])
-    result = evaluate_generator(G, level, num_images=256, seed=0, reference=stored_reference(dataset_url, level, 256, 0))
+    reference = stored_reference(dataset_url, level, 256, 0)  # or compute_reference(level, 256, 0)
+    result = evaluate_generator(G, level, num_images=256, seed=0, reference=reference)
 """
 from __future__ import annotations
 

@@ -279,7 +279,8 @@ def stage_metrics(res: int, result: Mapping[str, Any]) -> dict[str, float]:
 def log_stage_result(cfg: PipelineConfig, parent_id: str, stage_id: str, res: int, result: Mapping[str, Any],
                      stage_kimg: float, grid: np.ndarray | None = None) -> dict[str, float]:
     """Stage-end metrics (SWD per level and average, swd_ratio, MS-SSIM, sizes) and sample grid on the stage run
-    (at its last step) and on the parent run (stepped by resolution); the stage run is marked FINISHED. Returns the flat metrics."""
+    (at its last step) and on the parent run (stepped by resolution); the stage run is marked FINISHED. Returns
+    the flat metrics."""
     client = client_for(resolve_tracking_uri(cfg))
     metrics = stage_metrics(res, result)
     now = int(time.time() * 1000)

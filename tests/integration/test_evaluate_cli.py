@@ -68,7 +68,7 @@ def test_a_stage_checkpoint_prints_sane_metrics_that_the_same_seed_repeats(setup
     assert list(result["swd"]) == list(result["real_swd"]) == ["8"]          # keyed by resolution
     assert all(math.isfinite(v) and v >= 0 for v in result["swd"].values())
     assert result["swd_ratio"] == pytest.approx(result["swd_avg"] / result["real_swd_avg"])
-    assert result["swd_ratio"] > 1.5                                         # an untrained generator
+    assert result["swd_ratio"] > 1.0                     # an untrained generator is further off than real halves
     assert 0.0 <= result["ms_ssim"] <= 1.0
     # The same seed in another process gives the same numbers, and they are what the stage-end evaluation records.
     stage_end = evaluate_checkpoint(setup["ckpt8"], setup["dataset"], 8, NUM, 3)

@@ -58,7 +58,8 @@ def test_swd_is_keyed_by_resolution_and_the_ratio_divides_by_real_vs_real():
     assert list(result["swd"]) == ["32", "16"]                   # finest first, JSON keys
     assert result["swd_avg"] == pytest.approx(np.mean(list(result["swd"].values())))
     assert result["swd_ratio"] == pytest.approx(result["swd_avg"] / result["real_swd_avg"])
-    assert result["swd_ratio_levels"] == pytest.approx({r: result["swd"][r] / result["real_swd"][r] for r in ("32", "16")})
+    per_level = {r: result["swd"][r] / result["real_swd"][r] for r in ("32", "16")}
+    assert result["swd_ratio_levels"] == pytest.approx(per_level)
     assert result["swd_ratio"] > 2                               # an untrained G is far from the data
     assert 0 <= result["ms_ssim"] <= 1
     assert ev.format_levels(result["swd"]).startswith("{32: ")
