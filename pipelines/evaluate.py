@@ -20,9 +20,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pggan import checkpoint as ckpt_io  # noqa: E402
+from pggan import evaluation  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan.config import PipelineConfig, StorageConfig  # noqa: E402
-from pggan import evaluation  # noqa: E402
 from pggan.dataset import MANIFEST, level_name, read_manifest  # noqa: E402
 from pggan.evaluation import EvaluateError  # noqa: E402
 from pggan.generate import GenerateError, generate_images, load_generator, tracking_uri_for  # noqa: E402

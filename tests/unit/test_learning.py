@@ -1,11 +1,10 @@
 """Training learns: a short progressive run (4x4 -> 8x8, fade-in included) on the built-in synthetic shapes must
 bring the generator's SWD ratio (the honest evaluation: fake SWD over the data set's real-vs-real SWD, same seed)
 far below the untrained generator's, and under a fixed ceiling. A step that stops learning fails it: checked by
-hand with G's learning rate forced to 0 and with the gradient penalty's sign flipped (figures below)."""
+hand with G's learning rate forced to 0 and with the gradient penalty's sign flipped (figures at CEILING)."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from pggan import evaluation as ev
 from pggan.config import load_config
@@ -13,8 +12,6 @@ from pggan.imaging import box_pyramid
 from pggan.progressive import train_progressive
 from pggan.synthetic import image_rng, synthetic_image
 from pggan.training import build_stage
-
-pytestmark = pytest.mark.timeout(600)
 
 RES = 8
 NUM_IMAGES = 1024                # the data set; the evaluation compares 256 fakes with 256 random reals
@@ -25,8 +22,11 @@ SEED = 0
 SETTINGS = ["data.resolution=8", "model.latent_dim=32", "model.fmap_base=512", "model.fmap_max=32",
             "schedule.batch_size={4: 16, 8: 16}", "schedule.stabilize_kimg_per_res={4: 8, 8: 8}",
             "schedule.fade_kimg_per_res={8: 8}", "optim.lr=0.002", "optim.ema_beta=0.99", "scaling.num_workers=1"]
-# Measured (see the end of this docstring's module): untrained 3.32; trained MEASURED.
-CEILING = 0.0
+# Measured with these settings (1 thread, 2-core box under load; 18 kimg in ~45-55 s of CPU): untrained -> trained
+# ratio 3.32 -> 1.76 (optim.seed 0), 4.34 -> 1.62 (seed 1), 3.05 -> 1.42 (seed 2). Sabotaged, seed 0: G's lr forced
+# to 0 -> 2.96 (0.89 of untrained), gradient penalty's sign flipped -> 2.32 (0.70). Both bounds sit between.
+CEILING = 2.0
+MAX_FRACTION = 0.62              # of the untrained generator's ratio
 
 
 def synthetic_levels(count: int, res: int) -> dict[int, np.ndarray]:
@@ -46,5 +46,6 @@ def test_a_short_progressive_run_brings_the_swd_ratio_far_below_the_untrained_ge
     nets = train_progressive(cfg, levels)
     after = ev.evaluate_generator(nets.G_ema, level, EVAL_IMAGES, SEED, reference)
 
-    assert after["swd_ratio"] < CEILING, (before["swd_ratio"], after["swd_ratio"])
-    assert after["swd_ratio"] < 0.5 * before["swd_ratio"], (before["swd_ratio"], after["swd_ratio"])
+    figures = f"SWD ratio untrained {before['swd_ratio']:.3f}, trained {after['swd_ratio']:.3f}"
+    assert after["swd_ratio"] < CEILING, figures
+    assert after["swd_ratio"] < MAX_FRACTION * before["swd_ratio"], figures
