@@ -89,12 +89,14 @@ def run_generate(args: argparse.Namespace) -> int:
 # evaluate (the work is in pipelines/evaluate.py)
 
 def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", required=True,
-                        help="a stage checkpoint folder/URL ({root}/runs/ID/stages/r0008/...) or an MLflow model "
-                             "URI (models:/NAME@ALIAS, runs:/ID/generator)")
+    parser.add_argument("--model", "--checkpoint", dest="model", required=True,
+                        help="models:/NAME@ALIAS (e.g. models:/pggan@champion), runs:/ID/generator, or a stage "
+                             "checkpoint folder/URL ({root}/runs/ID/stages/r0008/nimg-...); --checkpoint is an alias")
     parser.add_argument("--dataset", required=True, help="an ingested data set URL ({root}/datasets/NAME)")
-    parser.add_argument("--num-images", type=int, required=True,
-                        help="real and generated images compared, at least 2 (the paper: 16384)")
+    parser.add_argument("--num-images", type=int, default=None,
+                        help="real and generated images compared, at least 2, capped at half the level so that the "
+                             "real-vs-real reference has two disjoint halves (default: the config's eval.num_images; "
+                             "the paper: 16384)")
     parser.add_argument("--seed", type=int, default=None,
                         help="latent and metric seed; the same seed gives the same numbers (default: eval.seed)")
     parser.add_argument("--resolution", type=int, default=None,
@@ -105,7 +107,7 @@ def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    """Print one JSON line: SWD per level, their average and MS-SSIM of a generator against a data set."""
+    """Print one JSON line: SWD by resolution, swd_ratio and MS-SSIM of a generator against a data set."""
     from pipelines.evaluate import run
 
     return run(args, config_from_args(args))

@@ -260,21 +260,29 @@ def kimg_step(kimg: float) -> int:
     return int(round(float(kimg) * 1000))
 
 
+# Per-resolution results ({"32": .., "16": ..}) and the metric name prefix of their levels.
+LEVEL_METRICS = {"swd": "swd", "real_swd": "real_swd", "swd_ratio_levels": "swd_ratio"}
+
+
 def stage_metrics(res: int, result: Mapping[str, Any]) -> dict[str, float]:
-    """Flatten stage-end results: swd_levels [finest, ...] -> swd_{side} per level; scalars kept as they are."""
+    """Flatten stage-end results: swd {"32": x, "16": y} -> swd_32, swd_16 (likewise real_swd_{side} and
+    swd_ratio_{side}; an older result's swd_levels [finest, ...] -> swd_{side}); scalars kept as they are."""
     out: dict[str, float] = {}
     for key, value in result.items():
-        if key == "swd_levels":
+        if key in LEVEL_METRICS and isinstance(value, Mapping):
+            out.update({f"{LEVEL_METRICS[key]}_{int(side)}": float(v) for side, v in value.items()})
+        elif key == "swd_levels":
             out.update({f"swd_{res >> i}": float(v) for i, v in enumerate(value)})
-        elif isinstance(value, (int, float, np.floating, np.integer)):
+        elif isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
             out[key] = float(value)
     return out
 
 
 def log_stage_result(cfg: PipelineConfig, parent_id: str, stage_id: str, res: int, result: Mapping[str, Any],
                      stage_kimg: float, grid: np.ndarray | None = None) -> dict[str, float]:
-    """Stage-end metrics (SWD per level and average, MS-SSIM) and sample grid on the stage run (at its last step)
-    and on the parent run (stepped by resolution); the stage run is marked FINISHED. Returns the flat metrics."""
+    """Stage-end metrics (SWD per level and average, swd_ratio, MS-SSIM, sizes) and sample grid on the stage run
+    (at its last step) and on the parent run (stepped by resolution); the stage run is marked FINISHED. Returns
+    the flat metrics."""
     client = client_for(resolve_tracking_uri(cfg))
     metrics = stage_metrics(res, result)
     now = int(time.time() * 1000)

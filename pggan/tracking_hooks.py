@@ -25,6 +25,7 @@ T = TypeVar("T")
 KEY_PARENT = "mlflow_parent_run_id"     # run.json["tracking"] keys written by these hooks.
 KEY_URI = "mlflow_tracking_uri"
 KEY_VERSION = "model_version"
+KEY_CHAMPION = "champion"               # {"moved": bool, "reason": one line}: why the alias moved or not.
 
 
 class MlflowRunHooks(RunHooks):
@@ -138,11 +139,11 @@ class MlflowRunHooks(RunHooks):
         from pggan.registry import log_and_register_generator
 
         last = max(int(k) for k in run["stages"])
-        swd_avg = run["stages"][str(last)].get("metrics", {}).get("swd_avg")
-        version = log_and_register_generator(G_ema, self.cfg, parent, swd_avg)
-        if version is None:
+        done = log_and_register_generator(G_ema, self.cfg, parent, run["stages"][str(last)].get("metrics", {}))
+        if done.version is None:
             return {"model_uri": tr.client_for(self.uri).get_run(parent).data.tags.get("pggan.model_uri")}
-        return {KEY_VERSION: f"{self.cfg.tracking.model_name}/{version}"}
+        return {KEY_VERSION: f"{self.cfg.tracking.model_name}/{done.version}",
+                KEY_CHAMPION: {"moved": done.champion, "reason": done.reason}}
 
     def _finish(self, run: Mapping[str, Any], parent: str, out: Mapping[str, Any]) -> None:
         final = {**run, "status": "done", "registration": {"status": "done"},

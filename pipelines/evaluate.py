@@ -1,8 +1,9 @@
-"""Metrics and sample grids for a checkpoint's EMA generator (SWD, MS-SSIM against that level's real images),
-as plain functions that also run as Ray tasks, and from the command line (one JSON line):
+"""Metrics and sample grids for a checkpoint's EMA generator (the honest evaluation of pggan.evaluation: SWD by
+resolution, MS-SSIM and swd_ratio against a random sample of that level's real images), as plain functions that
+also run as Ray tasks, and from the command line (one JSON line):
 
-    pggan evaluate --checkpoint URL_OR_MODELS_URI --dataset DATASET_URL --num-images N [--seed S] [--resolution R]
-    python pipelines/evaluate.py ...  (the same arguments)
+    pggan evaluate --model MODELS_URI_OR_CHECKPOINT --dataset DATASET_URL [--num-images N] [--seed S] [--resolution R]
+    python pipelines/evaluate.py ...  (the same arguments; --checkpoint is an alias of --model)
 """
 from __future__ import annotations
 
@@ -19,29 +20,29 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from pggan import checkpoint as ckpt_io  # noqa: E402
+from pggan import evaluation  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan.config import PipelineConfig, StorageConfig  # noqa: E402
-from pggan.dataset import MANIFEST, level_name, read_level_numpy, read_manifest  # noqa: E402
+from pggan.dataset import MANIFEST, level_name, read_manifest  # noqa: E402
+from pggan.evaluation import EvaluateError  # noqa: E402
 from pggan.generate import GenerateError, generate_images, load_generator, tracking_uri_for  # noqa: E402
-from pggan.imaging import box_pyramid, sample_grid_image  # noqa: E402
-from pggan.metrics import evaluate_images  # noqa: E402
+from pggan.imaging import sample_grid_image  # noqa: E402
 from pggan.nn import Generator  # noqa: E402
-
-
-class EvaluateError(ValueError):
-    """An evaluation that cannot run (no such level, too few images); the message says what to do."""
 
 
 def generate_uint8(G: Generator, num_images: int, seed: int) -> np.ndarray:
     """num_images samples of G from seeded latents (on the GPU when there is one): uint8 [N, R, R, 3]."""
-    if torch.cuda.is_available():                              # a GPU task (full_run asks for one with use_gpu)
-        G = G.cuda()
-    return generate_images(G, num_images, seed)
+    return generate_images(on_gpu_if_any(G), num_images, seed)
+
+
+def on_gpu_if_any(G: Generator) -> Generator:
+    """G on the GPU when this process has one (full_run asks for a GPU task with use_gpu), else as it is."""
+    return G.cuda() if torch.cuda.is_available() else G
 
 
 def evaluate_checkpoint(checkpoint_url: str, dataset_url: str, res: int, num_images: int, seed: int,
                         storage: StorageConfig | None = None) -> dict[str, Any]:
-    """{"swd_levels", "swd_avg", "ms_ssim", "num_images"} of the EMA generator against up to num_images reals."""
+    """evaluate_generator of a stage checkpoint's EMA generator (it must be at `res`)."""
     state = ckpt_io.load_checkpoint(checkpoint_url, storage)
     if state["resolution"] != res:
         raise ValueError(f"checkpoint {checkpoint_url} is at {state['resolution']}x{state['resolution']}, "
@@ -51,20 +52,10 @@ def evaluate_checkpoint(checkpoint_url: str, dataset_url: str, res: int, num_ima
 
 def evaluate_generator(G: Generator, dataset_url: str, res: int, num_images: int, seed: int,
                        storage: StorageConfig | None = None) -> dict[str, Any]:
-    """{"swd_levels", "swd_avg", "ms_ssim", "num_images"} of G against up to num_images reals of level `res`.
-    A G larger than `res` has its images box-downsampled to `res`, as ingest makes the lower levels."""
-    if res > G.resolution:
-        raise EvaluateError(f"resolution {res}: the generator makes {G.resolution}x{G.resolution} images; compare "
-                            f"at {G.resolution} or below")
-    reals = read_level_numpy(dataset_url, res, storage, limit=num_images)        # uint8 [n, res, res, 3]
-    if len(reals) < 2:
-        raise EvaluateError(f"{dataset_url} level {res} has {len(reals)} image(s); metrics need at least 2")
-    fakes = generate_uint8(G, len(reals), seed)                                   # uint8 [n, R, R, 3]
-    if G.resolution > res:
-        fakes = np.stack([box_pyramid(f, min_res=res)[res] for f in fakes])      # uint8 [n, res, res, 3]
-    metrics = evaluate_images(reals, fakes, seed=seed)
-    return {**{k: (float(v) if np.isscalar(v) else [float(x) for x in v]) for k, v in metrics.items()},
-            "num_images": int(len(reals))}
+    """The honest evaluation (pggan.evaluation.evaluate_dataset) of G against level `res`: a seeded random sample
+    of the level's reals, as many fakes, SWD by resolution, MS-SSIM and swd_ratio against the data set's stored
+    real-vs-real SWD. A G larger than `res` has its images box-downsampled to `res`."""
+    return evaluation.evaluate_dataset(on_gpu_if_any(G), dataset_url, res, num_images, seed, storage)
 
 
 def sample_grid(checkpoint_url: str, grid_size: int, seed: int, storage: StorageConfig | None = None) -> np.ndarray:
@@ -108,25 +99,27 @@ def dataset_levels(dataset_url: str, storage: StorageConfig) -> list[int]:
 
 
 def evaluate_source(args: argparse.Namespace, cfg: PipelineConfig) -> dict[str, Any]:
-    """The metrics of --checkpoint's generator against --dataset's level of its resolution (or --resolution)."""
-    if args.num_images < 2:
-        raise EvaluateError(f"--num-images {args.num_images}: the metrics compare at least 2 images; the paper "
+    """The metrics of --model's generator against --dataset's level of its resolution (or --resolution)."""
+    num_images = cfg.eval.num_images if args.num_images is None else args.num_images
+    if num_images < 2:
+        raise EvaluateError(f"--num-images {num_images}: the metrics compare at least 2 images; the paper "
                             "uses 16384 for SWD (try 1000)")
     seed = cfg.eval.seed if args.seed is None else args.seed
     dataset = st.to_url(args.dataset)
     levels = dataset_levels(dataset, cfg.storage)
-    G = load_generator(args.checkpoint, cfg.storage, tracking_uri_for(args.checkpoint, args.tracking_uri, cfg))
+    G = load_generator(args.model, cfg.storage, tracking_uri_for(args.model, args.tracking_uri, cfg))
     res = args.resolution or G.resolution
     if res not in levels:
         raise EvaluateError(f"--dataset {dataset} has no {res}x{res} level ({level_name(res)}); its levels are "
                             f"{', '.join(level_name(r) for r in levels)}. Ingest the data at {res} or more, or "
                             "pass --resolution with one of those levels")
-    metrics = evaluate_generator(G, dataset, res, args.num_images, seed, cfg.storage)
-    return {**metrics, "resolution": res, "seed": seed, "checkpoint": args.checkpoint, "dataset": dataset}
+    metrics = evaluate_generator(G, dataset, res, num_images, seed, cfg.storage)
+    return {**metrics, "model": args.model, "dataset": dataset}
 
 
 def run(args: argparse.Namespace, cfg: PipelineConfig) -> int:
-    """Print one JSON line: SWD per level, their average and MS-SSIM of the generator against the data set."""
+    """Print one JSON line: SWD by resolution, its average, the data set's real-vs-real SWD, swd_ratio, MS-SSIM
+    and the sizes compared, of the generator against the data set."""
     try:
         result = evaluate_source(args, cfg)
     except (EvaluateError, GenerateError) as e:

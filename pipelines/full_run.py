@@ -140,6 +140,7 @@ def open_run(cfg: PipelineConfig, run_id: str, durl: str, argv: list[str]) -> di
 
 def train(cfg: PipelineConfig, run: dict[str, Any], res: int, hooks: RunHooks, log: Callable[[str], None]) -> None:
     """Train stage `res` (resuming it if it was interrupted), evaluate it, and mark it done in the manifest."""
+    from pggan.evaluation import summary_line
     from pipelines.evaluate import remote_evaluate_checkpoint, remote_sample_grid
     from pipelines.runtime import worker_config
     from pipelines.train_stage import StageJob, fault_from_env, run_stage
@@ -176,15 +177,14 @@ def train(cfg: PipelineConfig, run: dict[str, Any], res: int, hooks: RunHooks, l
     runs.mark_stage(run, res, "done", **result)
     runs.save_run(root, run, storage)
     hooks.end_stage(run, res, entry.get("tracking_id"), result, grid)
-    swd = " ".join(f"{v:.2f}" for v in metrics.get("swd_levels", []))
-    log(f"[full_run] stage {res}x{res} done in {result['seconds']:.0f} s: SWD x1e3 [{swd}] avg "
-        f"{metrics.get('swd_avg', float('nan')):.2f}, MS-SSIM {metrics.get('ms_ssim', float('nan')):.3f}; "
+    log(f"[full_run] stage {res}x{res} done in {result['seconds']:.0f} s: {summary_line(metrics)}; "
         f"samples {samples}")
 
 
-def register_final(run: dict[str, Any], hooks: RunHooks) -> None:
+def register_final(run: dict[str, Any], hooks: RunHooks, log: Callable[[str], None] = print) -> None:
     """Hand the final EMA generator to tracking (logged, registered, aliased); the outcome goes to
-    run.json["registration"]. Raises RegistrationError when it failed."""
+    run.json["registration"], and why `champion` moved or not to the output. Raises RegistrationError when it
+    failed."""
     final = runs.stage(run, max(int(k) for k in run["stages"]))["checkpoint"]
     try:
         kept = hooks.end_run(run, final) or {}
@@ -194,6 +194,8 @@ def register_final(run: dict[str, Any], hooks: RunHooks) -> None:
         raise RegistrationError(f"registering the final generator ({final}) failed: {reason}") from e
     run["tracking"].update(kept)
     runs.mark_registration(run, "done")
+    if kept.get("champion"):
+        log(f"[full_run] {kept['champion']['reason']}")
 
 
 @contextlib.contextmanager
@@ -267,7 +269,7 @@ def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callab
             except StageFailedError as e:
                 runs.stage(run, res)["error"] = str(e)
                 raise
-        register_final(run, hooks)
+        register_final(run, hooks, log)
     run["status"] = "done"
     run.pop("error", None)
     runs.save_run(root, run, storage)

@@ -88,11 +88,13 @@ class SweepJob:
 # Inside a trial (a Tune function trainable).
 
 def stage_report(run: Mapping[str, Any], stages: list[int], i: int) -> dict[str, Any]:
-    """What Tune gets after stage i: its SWD average (the objective), and the cost so far next to it."""
+    """What Tune gets after stage i: its SWD average (the objective; every trial evaluates alike, so it ranks as
+    swd_ratio does), swd_ratio (fake / real-vs-real SWD), and the cost so far next to them."""
     entries = [runs.stage(run, r) for r in stages[: i + 1]]
     metrics = entries[-1].get("metrics", {})
-    swd = float(metrics.get("swd_avg", math.nan))
+    swd, ratio = float(metrics.get("swd_avg", math.nan)), float(metrics.get("swd_ratio", math.nan))
     return {"swd_avg": swd if math.isfinite(swd) else 1e30,     # a diverged stage ranks last
+            "swd_ratio": ratio if math.isfinite(ratio) else 1e30,
             "ms_ssim": float(metrics.get("ms_ssim", math.nan)), "resolution": stages[i],
             "training_iteration": i + 1, "stages_total": len(stages), "final": i == len(stages) - 1,
             "kimg_shown": sum(e.get("nimg", 0) for e in entries) / 1000,
@@ -235,6 +237,7 @@ def trial_rows(results: Any, job: SweepJob) -> list[dict[str, Any]]:
         outcome = "error" if r.error else "completed" if m.get("final") else "stopped"
         rows.append({"trial": index, "run_id": sw.trial_run_id(job.name, index), "outcome": outcome,
                      "values": sw.trial_values(job.space, r.config), "swd_avg": m.get("swd_avg"),
+                     "swd_ratio": m.get("swd_ratio"),
                      "resolution": m.get("resolution"), "stages_done": m.get("training_iteration", 0),
                      "kimg_shown": m.get("kimg_shown", 0.0), "wall_seconds": m.get("wall_seconds", 0.0),
                      "error": " ".join(str(r.error).split())[:300] if r.error else None})
@@ -271,7 +274,8 @@ def print_table(rows: list[dict[str, Any]], log: Callable[[str], None]) -> None:
     for r in rows:
         values = " ".join(f"{k.removeprefix('schedule.')}={v:g}" for k, v in r["values"].items())
         swd = f"{r['swd_avg']:.3f}" if r["swd_avg"] is not None else "-"
-        log(f"[tune] t{r['trial']:<3} {r['outcome']:<9} SWD {swd:>8} @{r['resolution'] or '-'}  "
+        ratio = f"{r['swd_ratio']:.2f}" if r.get("swd_ratio") is not None else "-"
+        log(f"[tune] t{r['trial']:<3} {r['outcome']:<9} SWD {swd:>8} ratio {ratio:>5} @{r['resolution'] or '-'}  "
             f"{r['kimg_shown']:g} kimg {r['wall_seconds']:.0f} s  {values}" + (f"  {r['error']}" if r["error"] else ""))
 
 

@@ -1,5 +1,6 @@
-"""`pggan evaluate`: one JSON line of SWD / MS-SSIM for a stage checkpoint or a registered model against the
-data set level of its resolution; the same seed gives the same numbers; bad input is one line and exit 2."""
+"""`pggan evaluate`: one JSON line of SWD by resolution, swd_ratio and MS-SSIM for a stage checkpoint or a
+registered model against the data set level of its resolution; the same seed gives the same numbers; bad input is
+one line and exit 2."""
 from __future__ import annotations
 
 import json
@@ -13,7 +14,6 @@ import pytest
 from pggan.checkpoint import build_generator, capture_rng, load_checkpoint, save_checkpoint, training_state
 from pggan.cli import main
 from pggan.dataset import dataset_url
-from pggan.metrics.swd import pyramid_levels
 from pggan.training import build_stage
 from pipelines.evaluate import evaluate_checkpoint
 from train_helpers import REPO, tiny_config  # tests/integration is on sys.path
@@ -58,28 +58,35 @@ def in_process(capsys: pytest.CaptureFixture, *args: str) -> dict:
 
 
 def test_a_stage_checkpoint_prints_sane_metrics_that_the_same_seed_repeats(setup, capsys):
-    done = pggan_evaluate("--checkpoint", setup["ckpt8"], "--dataset", setup["dataset"], "--num-images", str(NUM),
+    done = pggan_evaluate("--model", setup["ckpt8"], "--dataset", setup["dataset"], "--num-images", str(NUM),
                           "--seed", "3")
     assert done.returncode == 0, done.stderr
     result = json_line(done.stdout)
 
-    assert result["resolution"] == 8 and result["num_images"] == NUM and result["seed"] == 3
-    assert len(result["swd_levels"]) == pyramid_levels(8)
-    assert all(math.isfinite(v) and v >= 0 for v in result["swd_levels"])
-    assert result["swd_avg"] == pytest.approx(sum(result["swd_levels"]) / len(result["swd_levels"]))
+    assert result["resolution"] == 8 and result["seed"] == 3
+    assert result["num_reals"] == result["num_fakes"] == NUM and result["level_size"] == 128
+    assert list(result["swd"]) == list(result["real_swd"]) == ["8"]          # keyed by resolution
+    assert all(math.isfinite(v) and v >= 0 for v in result["swd"].values())
+    assert result["swd_ratio"] == pytest.approx(result["swd_avg"] / result["real_swd_avg"])
+    assert result["swd_ratio"] > 1.0                     # an untrained generator is further off than real halves
     assert 0.0 <= result["ms_ssim"] <= 1.0
     # The same seed in another process gives the same numbers, and they are what the stage-end evaluation records.
-    metrics = ("swd_levels", "swd_avg", "ms_ssim", "num_images")
-    assert {k: result[k] for k in metrics} == evaluate_checkpoint(setup["ckpt8"], setup["dataset"], 8, NUM, 3)
-    other = in_process(capsys, "--checkpoint", setup["ckpt8"], "--dataset", setup["dataset"],
+    stage_end = evaluate_checkpoint(setup["ckpt8"], setup["dataset"], 8, NUM, 3)
+    assert {k: result[k] for k in stage_end} == stage_end
+    other = in_process(capsys, "--checkpoint", setup["ckpt8"], "--dataset", setup["dataset"],   # the alias
                        "--num-images", str(NUM), "--seed", "4")
     assert other["swd_avg"] != result["swd_avg"]
 
 
+def test_num_images_defaults_to_the_configs_eval_num_images(setup, capsys):
+    result = in_process(capsys, "--model", setup["ckpt8"], "--dataset", setup["dataset"], "--set", "eval.num_images=20")
+    assert result["num_reals"] == result["num_fakes"] == 20
+
+
 def test_a_lower_resolution_compares_against_that_level(setup, capsys):
-    result = in_process(capsys, "--checkpoint", setup["ckpt8"], "--dataset", setup["dataset"],
+    result = in_process(capsys, "--model", setup["ckpt8"], "--dataset", setup["dataset"],
                         "--num-images", str(NUM), "--resolution", "4")
-    assert result["resolution"] == 4 and len(result["swd_levels"]) == pyramid_levels(4)
+    assert result["resolution"] == 4 and list(result["swd"]) == ["4"]
     assert math.isfinite(result["swd_avg"]) and 0.0 <= result["ms_ssim"] <= 1.0
 
 
@@ -90,17 +97,17 @@ def test_a_registered_model_gives_the_numbers_of_its_checkpoint(setup, tmp_path,
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = tiny_config(setup["root"], f"tracking.uri={uri}", "tracking.model_name=pggan-eval")
     G = build_generator(load_checkpoint(setup["ckpt8"]))
-    log_and_register_generator(G, cfg, tr.start_parent_run(cfg, "evaluate-cli"), swd_avg=1.0)
+    log_and_register_generator(G, cfg, tr.start_parent_run(cfg, "evaluate-cli"), {"swd_avg": 1.0})
 
     common = ("--dataset", setup["dataset"], "--num-images", str(NUM))
-    from_checkpoint = in_process(capsys, "--checkpoint", setup["ckpt8"], *common)
+    from_checkpoint = in_process(capsys, "--model", setup["ckpt8"], *common)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)               # the tracking URI comes from the environment
-    from_model = in_process(capsys, "--checkpoint", "models:/pggan-eval@champion", *common)
-    metrics = ("swd_levels", "swd_avg", "ms_ssim", "num_images", "resolution")
+    from_model = in_process(capsys, "--model", "models:/pggan-eval@champion", *common)
+    metrics = ("swd", "swd_avg", "swd_ratio", "ms_ssim", "num_reals", "num_fakes", "resolution")
     assert {k: from_model[k] for k in metrics} == {k: from_checkpoint[k] for k in metrics}
 
 
-# case: (--checkpoint, --dataset, --num-images, what the one line on stderr must say)
+# case: (--model, --dataset, --num-images, what the one line on stderr must say)
 BAD_INPUT = {
     "no-checkpoint": ("missing", "dataset", NUM, ["no-such-checkpoint", "not a readable checkpoint"]),
     "no-manifest": ("ckpt8", "empty", NUM, ["no manifest.json", "pggan ingest"]),
@@ -113,7 +120,7 @@ BAD_INPUT = {
 def test_bad_input_is_one_line_saying_what_to_do_and_exit_2(setup, tmp_path, capsys, case):
     checkpoint, dataset, num, expected = BAD_INPUT[case]
     paths = {**setup, "missing": str(tmp_path / "no-such-checkpoint"), "empty": str(tmp_path)}
-    assert main(["evaluate", "--checkpoint", paths[checkpoint], "--dataset", paths[dataset],
+    assert main(["evaluate", "--model", paths[checkpoint], "--dataset", paths[dataset],
                  "--num-images", str(num)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and len(captured.err.strip().splitlines()) == 1

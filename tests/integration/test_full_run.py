@@ -35,8 +35,15 @@ def test_a_run_trains_every_stage_records_it_and_a_rerun_trains_nothing(tracked_
     assert [(s["resolution"], s["status"]) for s in run["stages"].values()] == [(4, "done"), (8, "done")]
     for res, stage in ((4, run["stages"]["4"]), (8, run["stages"]["8"])):
         assert stage["checkpoint"].startswith("file://") and f"/stages/r{res:04d}/nimg-" in stage["checkpoint"]
-        assert {"swd_levels", "swd_avg", "ms_ssim"} <= set(stage["metrics"])
-        assert np.isfinite(stage["metrics"]["swd_avg"]) and 0 <= stage["metrics"]["ms_ssim"] <= 1
+        m = stage["metrics"]
+        assert np.isfinite(m["swd_avg"]) and 0 <= m["ms_ssim"] <= 1
+        assert list(m["swd"]) == list(m["real_swd"]) == [str(res)]            # SWD keyed by resolution
+        assert m["swd_ratio"] == pytest.approx(m["swd_avg"] / m["real_swd_avg"]) and m["swd_ratio"] > 0
+        assert (m["num_reals"], m["num_fakes"], m["level_size"], m["seed"]) == (64, 64, 128, 0)  # eval.num_images
+        reference = os.path.join(tiny_root, "datasets", os.path.basename(run["dataset"]), "swd_reference",
+                                 f"r{res:04d}-n64-s0.json")
+        with open(reference) as f:
+            assert json.load(f)["swd_avg"] == m["real_swd_avg"]                 # stored beside the manifest
         grid = np.asarray(Image.open(os.path.join(run_dir(tiny_root, "full"), "samples", f"r{res:04d}.png")))
         tile = 64 // res                                               # tiles enlarged to 64 px, 2 px gutters
         assert grid.shape == (4 * 64 + 3 * 2, 4 * 64 + 3 * 2, 3)       # eval.grid_size 4
@@ -50,6 +57,10 @@ def test_a_run_trains_every_stage_records_it_and_a_rerun_trains_nothing(tracked_
     assert run["config"]["model"]["fmap_max"] == 16
     out = tracked_full_run["stdout"]
     assert "run id full" in out and "resume with: python pipelines/full_run.py" in out
+    for res in (4, 8):                                                 # the stage-end line: SWD by resolution, ratio
+        swd = run["stages"][str(res)]["metrics"]["swd"][str(res)]
+        assert f"stage {res}x{res} done" in out and f"SWD x1e3 {{{res}: {swd:.1f}}} (real-vs-real {{{res}: " in out
+    assert "@champion -> version 1" in out                            # why the alias moved
 
     assert main(args(tiny_root, "full", *sets)) == 0                   # again: nothing left to do
     assert [len(starts(tiny_root, "full", r)) for r in (4, 8)] == [1, 1]

@@ -51,19 +51,24 @@ def test_tiny_full_run_fills_parent_and_stage_runs_and_registers_the_generator(t
     parent, stages = parent_and_children(client, experiment, run_id)
     assert parent.info.status == "FINISHED" and sorted(stages) == [4, 8]
     assert parent.data.params["data.resolution"] == "8"
-    assert {"swd_avg", "ms_ssim"} <= set(parent.data.metrics)
+    assert {"swd_avg", "swd_ratio", "real_swd_avg", "num_reals", "num_fakes", "ms_ssim"} <= set(parent.data.metrics)
     assert {f.path for f in client.list_artifacts(parent.info.run_id)} >= {"run.json", "config.yaml", "images"}
     assert "samples" in image_keys(client, parent.info.run_id)
     for res, child in stages.items():
         assert child.info.status == "FINISHED"
         for curve in CURVES:
             assert len(client.get_metric_history(child.info.run_id, curve)) >= 2, (res, curve)
-        assert {"swd_avg", f"swd_{res}", "ms_ssim"} <= set(child.data.metrics)
+        assert {"swd_avg", f"swd_{res}", f"real_swd_{res}", "swd_ratio", f"swd_ratio_{res}", "ms_ssim"} <= \
+            set(child.data.metrics)
         assert {"grids", "samples_final"} <= image_keys(client, child.info.run_id)
 
     newest = client.get_model_version_by_alias(name, ALIAS_NEWEST)
     assert client.get_model_version_by_alias(name, ALIAS_CHAMPION).version == newest.version == "1"
     assert float(newest.tags["swd_avg"]) == pytest.approx(parent.data.metrics["swd_avg"])
+    assert float(newest.tags["swd_ratio"]) == pytest.approx(parent.data.metrics["swd_ratio"])
+    assert (newest.tags["pggan.resolution"], newest.tags["pggan.eval_num_images"], newest.tags["pggan.eval_seed"]) \
+        == ("8", "64", "0")
+    assert newest.tags["pggan.dataset"] == "synthetic-128-16-s0-8"
 
     sets = [s for s in done["sets"] if not s.startswith("tracking.uri=")]
     again = full_run(done["root"], url, run_id, *sets)                 # a finished run id, run again

@@ -1,5 +1,6 @@
 """Against a real `mlflow server`: the registered generator (aliases newest/champion), pulled by alias in a fresh
-process and by `pggan generate`, the champion moving only on a better SWD, and `mlflow models serve` answering."""
+process and by `pggan generate`, the champion moving only on a better SWD of a version evaluated alike, and `mlflow
+models serve` answering."""
 from __future__ import annotations
 
 import os
@@ -26,14 +27,20 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 RES = 8
 
 
-def registry_config(url: str, model_name: str):
+def registry_config(url: str, model_name: str, *sets: str):
     return load_config("tiny.yaml", [f"tracking.uri={url}", f"tracking.model_name={model_name}",
-                                     f"tracking.experiment=exp-{model_name}"])
+                                     f"tracking.experiment=exp-{model_name}", *sets])
 
 
-def tiny_generator(cfg, seed: int) -> Generator:
+def tiny_generator(cfg, seed: int, res: int = RES) -> Generator:
     torch.manual_seed(seed)
-    return Generator(cfg.model, RES).eval()
+    return Generator(cfg.model, res).eval()
+
+
+def evaluated(swd_avg: float, res: int = RES, num: int = 64, seed: int = 0) -> dict:
+    """A final stage's evaluation as run.json keeps it (the fields registration reads)."""
+    return {"swd_avg": swd_avg, "swd_ratio": swd_avg / 2, "resolution": res, "num_reals": num, "num_fakes": num,
+            "seed": seed}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +50,7 @@ def registered(mlflow_server):
     cfg = registry_config(mlflow_server.url, name)
     G = tiny_generator(cfg, 0)
     parent = tr.start_parent_run(cfg, "registered")
-    version = log_and_register_generator(G, cfg, parent, swd_avg=5.0)
+    version = log_and_register_generator(G, cfg, parent, evaluated(5.0)).version
     return {"cfg": cfg, "G": G, "name": name, "version": version, "parent": parent, "url": mlflow_server.url}
 
 
@@ -53,7 +60,9 @@ def test_registry_holds_the_version_with_its_aliases_and_score(registered):
     for alias in (ALIAS_NEWEST, ALIAS_CHAMPION):
         assert client.get_model_version_by_alias(name, alias).version == registered["version"] == "1"
     version = client.get_model_version(name, "1")
-    assert float(version.tags["swd_avg"]) == 5.0 and version.tags["pggan.resolution"] == str(RES)
+    assert float(version.tags["swd_avg"]) == 5.0 and float(version.tags["swd_ratio"]) == 2.5
+    assert version.tags["pggan.resolution"] == str(RES) and version.tags["pggan.dataset"] == "synthetic-128-16-s0-8"
+    assert (version.tags["pggan.eval_num_images"], version.tags["pggan.eval_seed"]) == ("64", "0")
     assert client.get_run(registered["parent"]).data.tags["pggan.model_version"] == f"{name}/1"
 
 
@@ -94,12 +103,35 @@ def test_champion_alias_moves_only_when_the_swd_improves(mlflow_server):
         return (client.get_model_version_by_alias(name, ALIAS_NEWEST).version,
                 client.get_model_version_by_alias(name, ALIAS_CHAMPION).version)
 
-    assert log_and_register_generator(tiny_generator(cfg, 1), cfg, parent, swd_avg=5.0) == "1"
+    assert log_and_register_generator(tiny_generator(cfg, 1), cfg, parent, evaluated(5.0)).version == "1"
     assert aliases() == ("1", "1")
-    assert log_and_register_generator(tiny_generator(cfg, 2), cfg, parent, swd_avg=7.0) == "2"
+    worse = log_and_register_generator(tiny_generator(cfg, 2), cfg, parent, evaluated(7.0))
+    assert worse.version == "2" and not worse.champion and "stays at version 1" in worse.reason
     assert aliases() == ("2", "1")                              # worse: newest moves, champion stays
-    assert log_and_register_generator(tiny_generator(cfg, 3), cfg, parent, swd_avg=3.0) == "3"
+    better = log_and_register_generator(tiny_generator(cfg, 3), cfg, parent, evaluated(3.0))
+    assert better.version == "3" and better.champion and "beats version 1's 5" in better.reason
     assert aliases() == ("3", "3")                              # better: champion moves
+    assert client.get_run(parent).data.tags["pggan.champion_reason"] == better.reason
+
+
+def test_a_better_scoring_demo_never_displaces_a_champion_of_other_data(mlflow_server):
+    """A 32x32 demo-like version with a far lower SWD, after a champion trained on another data set at another
+    resolution: the champion stays, and the reason names both."""
+    name = f"pggan-like-{uuid.uuid4().hex[:8]}"
+    batches = "schedule.batch_size={4: 16, 8: 16, 16: 16, 32: 16, 64: 16}"
+    photos = registry_config(mlflow_server.url, name, "data.name=photos-64", "data.resolution=64", batches)
+    demo = registry_config(mlflow_server.url, name, "data.resolution=32", batches)
+    client = tr.client_for(mlflow_server.url)
+    first = log_and_register_generator(tiny_generator(photos, 1, 64), photos, tr.start_parent_run(photos, "photos"),
+                                       evaluated(9.0, res=64, num=1000))
+    assert first.champion
+    done = log_and_register_generator(tiny_generator(demo, 2, 32), demo, tr.start_parent_run(demo, "demo"),
+                                      evaluated(1.0, res=32, num=64))
+    assert done.version == "2" and not done.champion
+    assert client.get_model_version_by_alias(name, ALIAS_CHAMPION).version == "1"
+    assert client.get_model_version_by_alias(name, ALIAS_NEWEST).version == "2"
+    assert "stays at version 1" in done.reason and "photos-64 at 64x64, 1000 images" in done.reason
+    assert "synthetic-128-16-s0-32 at 32x32, 64 images" in done.reason and "\n" not in done.reason
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -85,7 +85,17 @@ def test_resumed_pipeline_run_continues_its_parent_and_stage_runs(tmp_path, no_t
 
 
 def test_stage_metrics_name_each_swd_level_by_its_resolution():
-    flat = tr.stage_metrics(32, {"swd_levels": [5.0, 7.0], "swd_avg": 6.0, "ms_ssim": 0.3, "note": "x"})
+    result = {"swd": {"32": 5.0, "16": 7.0}, "swd_avg": 6.0, "real_swd": {"32": 2.0, "16": 3.5}, "real_swd_avg": 2.75,
+              "swd_ratio": 6.0 / 2.75, "swd_ratio_levels": {"32": 2.5, "16": 2.0}, "ms_ssim": 0.3,
+              "num_reals": 256, "num_fakes": 256, "note": "x"}
+    flat = tr.stage_metrics(32, result)
+    assert flat == {"swd_32": 5.0, "swd_16": 7.0, "swd_avg": 6.0, "real_swd_32": 2.0, "real_swd_16": 3.5,
+                    "real_swd_avg": 2.75, "swd_ratio": pytest.approx(6.0 / 2.75), "swd_ratio_32": 2.5,
+                    "swd_ratio_16": 2.0, "ms_ssim": 0.3, "num_reals": 256.0, "num_fakes": 256.0}
+
+
+def test_stage_metrics_of_an_older_run_json_keep_their_names():
+    flat = tr.stage_metrics(32, {"swd_levels": [5.0, 7.0], "swd_avg": 6.0, "ms_ssim": 0.3})
     assert flat == {"swd_32": 5.0, "swd_16": 7.0, "swd_avg": 6.0, "ms_ssim": 0.3}
 
 
