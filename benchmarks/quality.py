@@ -34,7 +34,8 @@ from pggan.config import PipelineConfig, load_config
 from pggan.dataset import read_level_numpy, resolutions
 from pggan.imaging import ImageDecodeError, box_pyramid, decode_pyramid, square_resize, to_uint8
 from pggan.metrics.progress import common_level, compare_summaries, quality_summary
-from pggan.metrics.reference import eval_indices, eval_size, real_vs_real_swd, reference_split
+from pggan.evaluation import compute_reference, memory_level, usable_size
+from pggan.metrics.reference import eval_indices
 from pggan.metrics.swd import sliced_wasserstein
 from pggan.progressive import Tick, train_progressive
 from pggan.schedule import stage_resolutions, total_nimg
@@ -99,11 +100,10 @@ class RatioEvaluator:
         with self.lock:
             if res not in self.refs:
                 t0 = time.perf_counter()
-                level = self.levels[res]
-                n = eval_size(len(level), self.requested)
-                first, second = reference_split(len(level), n, res, self.seed)
-                ref = real_vs_real_swd(level[first], level[second], self.seed)
-                ref.update(reals=level[eval_indices(len(level), n, res, self.seed)],
+                level = memory_level(self.levels[res])
+                n = usable_size(level, self.requested)
+                ref = compute_reference(level, n, self.seed)          # the pipeline's real-vs-real protocol
+                ref.update(reals=level.read_rows(eval_indices(level.total, n, res, self.seed)),
                            seconds=round(time.perf_counter() - t0, 3))
                 self.refs[res] = ref
             return self.refs[res]
