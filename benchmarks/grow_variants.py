@@ -1,0 +1,84 @@
+"""One variant of the next stage (e.g. 32x32), grown from a fixed checkpoint of the stage below (e.g. the demo
+pipeline's r0016 stage end), with the SWD-ratio protocol of benchmarks/quality.py every tick. Run several at once,
+one process per variant from the same start: ratio against images seen does not depend on the load, and img/s of
+simultaneous processes compare under the same load. Prints (and appends to --json) one JSON line per tick.
+
+    python benchmarks/grow_variants.py --start RUN/stages/r0016/nimg-0000020000 --dataset ROOT/datasets/NAME \
+        --name lr003 --set schedule.lr_per_res.32=0.003 --kimg 20 --json out.jsonl
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import torch
+
+from pggan import stage_rules, training
+from pggan.checkpoint import load_checkpoint
+from pggan.config import load_config
+from pggan.dataset import read_level_numpy
+from pggan.progressive import minibatches
+from pggan.schedule import alpha_at, stage_plan
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from quality import RatioEvaluator  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--start", required=True, help="a checkpoint directory to grow from (res R)")
+    p.add_argument("--dataset", required=True, help="the ingested data set URL ({root}/datasets/NAME)")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", action="append", default=[], dest="overrides")
+    p.add_argument("--name", default="base")
+    p.add_argument("--kimg", type=float, default=20.0, help="images to train at 2R (fade included)")
+    p.add_argument("--fade-kimg", type=float, default=4.0)
+    p.add_argument("--tick-kimg", type=float, default=2.0)
+    p.add_argument("--eval-images", type=int, default=256)
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    torch.set_num_threads(1)
+    start = load_checkpoint(a.start)
+    res = 2 * start["resolution"]
+    cfg = load_config(a.config, [f"schedule.fade_kimg_per_res.{res}={a.fade_kimg}",
+                                 f"schedule.stabilize_kimg_per_res.{res}={a.kimg - a.fade_kimg}", *a.overrides])
+    plan = stage_plan(cfg, res)
+    level = read_level_numpy(a.dataset, res, cfg.storage)                       # uint8 [N, res, res, 3]
+    evaluate = RatioEvaluator({res: level}, a.eval_images, 0)
+    evaluate.reference(res)
+    nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, "cpu", cfg.optim.seed + res,
+                                {k: start[k] for k in ("G", "D", "G_ema")})
+    torch.manual_seed(cfg.optim.seed * 1_000_003 + res * 10_007)
+    batches = minibatches(level, plan.batch_size, cfg.optim.seed + res)
+    out = open(a.json, "a") if a.json else None
+    nimg, seconds, next_tick = 0, 0.0, int(a.tick_kimg * 1000)
+    print(f"# {a.name}: {res}x{res} batch {plan.batch_size} lr {plan.lr} ema {cfg.optim.ema_beta} fade {plan.fade_nimg} "
+          f"total {plan.total_nimg}", flush=True)
+    cpu, c0 = 0.0, time.process_time()
+    t0 = time.perf_counter()
+    while nimg < plan.total_nimg:
+        alpha = alpha_at(cfg.schedule, res, nimg)
+        reals = stage_rules.real_batch(next(batches), cfg, "cpu")                 # [n, 3, res, res] in [-1, 1]
+        training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg)
+        nimg += plan.batch_size
+        if stage_rules.fade_ended(plan.fade_nimg, nimg - plan.batch_size, nimg):
+            stage_rules.reset_optimizers(nets.opt_G, nets.opt_D)
+        if nimg >= next_tick or nimg >= plan.total_nimg:
+            seconds += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+            r = {"arm": a.name, "nimg": nimg, "seconds": round(seconds, 1), "img_per_s": round(nimg / seconds, 2),
+                 "alpha": round(alpha_at(cfg.schedule, res, nimg), 3),
+                 "img_per_cpu_s": round(nimg / cpu, 2), **evaluate(nets.G_ema, res, alpha_at(cfg.schedule, res, nimg))}
+            print(json.dumps(r), flush=True)
+            if out:
+                out.write(json.dumps(r) + "\n")
+                out.flush()
+            next_tick += int(a.tick_kimg * 1000)
+            t0, c0 = time.perf_counter(), time.process_time()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
