@@ -15,12 +15,12 @@ import time
 
 import torch
 
-from pggan import stage_rules, training
+from pggan import training
 from pggan.checkpoint import load_checkpoint
 from pggan.config import load_config
 from pggan.dataset import read_level_numpy
-from pggan.progressive import minibatches
-from pggan.schedule import alpha_at, stage_plan
+from pggan.progressive import Tick, train_progressive
+from pggan.schedule import stage_plan
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from quality import RatioEvaluator  # noqa: E402
@@ -42,41 +42,30 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     start = load_checkpoint(a.start)
     res = 2 * start["resolution"]
-    cfg = load_config(a.config, [f"schedule.fade_kimg_per_res.{res}={a.fade_kimg}",
+    cfg = load_config(a.config, [f"data.resolution={res}", f"schedule.fade_kimg_per_res.{res}={a.fade_kimg}",
                                  f"schedule.stabilize_kimg_per_res.{res}={a.kimg - a.fade_kimg}", *a.overrides])
     plan = stage_plan(cfg, res)
     level = read_level_numpy(a.dataset, res, cfg.storage)                       # uint8 [N, res, res, 3]
     evaluate = RatioEvaluator({res: level}, a.eval_images, 0)
     evaluate.reference(res)
-    nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, "cpu", cfg.optim.seed + res,
-                                {k: start[k] for k in ("G", "D", "G_ema")})
-    torch.manual_seed(cfg.optim.seed * 1_000_003 + res * 10_007)
-    batches = minibatches(level, plan.batch_size, cfg.optim.seed + res)
     out = open(a.json, "a") if a.json else None
-    nimg, seconds, next_tick = 0, 0.0, int(a.tick_kimg * 1000)
     print(f"# {a.name}: {res}x{res} batch {plan.batch_size} lr {plan.lr} ema {cfg.optim.ema_beta} fade {plan.fade_nimg} "
           f"total {plan.total_nimg}", flush=True)
-    cpu, c0 = 0.0, time.process_time()
-    t0 = time.perf_counter()
-    while nimg < plan.total_nimg:
-        alpha = alpha_at(cfg.schedule, res, nimg)
-        reals = stage_rules.real_batch(next(batches), cfg, "cpu")                 # [n, 3, res, res] in [-1, 1]
-        training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg)
-        nimg += plan.batch_size
-        if stage_rules.fade_ended(plan.fade_nimg, nimg - plan.batch_size, nimg):
-            stage_rules.reset_optimizers(nets.opt_G, nets.opt_D)
-        if nimg >= next_tick or nimg >= plan.total_nimg:
-            seconds += time.perf_counter() - t0
-            cpu += time.process_time() - c0
-            r = {"arm": a.name, "nimg": nimg, "seconds": round(seconds, 1), "img_per_s": round(nimg / seconds, 2),
-                 "alpha": round(alpha_at(cfg.schedule, res, nimg), 3),
-                 "img_per_cpu_s": round(nimg / cpu, 2), **evaluate(nets.G_ema, res, alpha_at(cfg.schedule, res, nimg))}
-            print(json.dumps(r), flush=True)
-            if out:
-                out.write(json.dumps(r) + "\n")
-                out.flush()
-            next_tick += int(a.tick_kimg * 1000)
-            t0, c0 = time.perf_counter(), time.process_time()
+    cpu = {"start": time.process_time(), "eval": 0.0}
+
+    def on_tick(tick: Tick, nets: training.StageNets) -> None:
+        c0 = time.process_time()
+        train_cpu = c0 - cpu["start"] - cpu["eval"]                             # evaluation CPU left out
+        r = {"arm": a.name, "nimg": tick.stage_nimg, "seconds": round(tick.seconds, 1),
+             "img_per_s": round(tick.stage_nimg / tick.seconds, 2), "alpha": round(tick.alpha, 3),
+             "img_per_cpu_s": round(tick.stage_nimg / train_cpu, 2), **evaluate(nets.G_ema, res, tick.alpha)}
+        cpu["eval"] += time.process_time() - c0
+        print(json.dumps(r), flush=True)
+        if out:
+            out.write(json.dumps(r) + "\n")
+            out.flush()
+
+    train_progressive(cfg, {res: level}, on_tick, tick_kimg=a.tick_kimg, grow_from=start)
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -50,17 +50,23 @@ def minibatches(images: np.ndarray, batch: int, seed: int) -> Iterator[torch.Ten
 
 
 def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_tick: TickCallback | None = None,
-                      device: torch.device | str = "cpu", tick_kimg: float | None = None) -> training.StageNets:
+                      device: torch.device | str = "cpu", tick_kimg: float | None = None,
+                      grow_from: Mapping[str, Any] | None = None) -> training.StageNets:
     """Train every stage of `cfg` (schedule.start_resolution .. data.resolution) in this process; returns the last
     stage's networks. `on_tick` runs every `tick_kimg` (default schedule.tick_kimg) and at each stage end; its
     time is not counted in Tick.seconds. Training stops early when it returns True. As the Ray stage: reals
-    mirrored when data.mirror is on, both Adam states reset at each fade end (pggan.stage_rules)."""
+    mirrored when data.mirror is on, both Adam states reset at each fade end (pggan.stage_rules).
+    `grow_from` (a checkpoint's state: its "resolution", "G", "D", "G_ema") starts from a trained smaller stage
+    instead: only the stages above its resolution train, the first of them grown from it (with its fade-in)."""
     tick_kimg = cfg.schedule.tick_kimg if tick_kimg is None else tick_kimg
     nets, total, seconds = None, 0, 0.0
+    previous = None if grow_from is None else {k: grow_from[k] for k in ("G", "D", "G_ema")}
     for res in stage_resolutions(cfg):
+        if grow_from is not None and res <= grow_from["resolution"]:
+            continue
         plan = stage_plan(cfg, res)
-        previous = None if nets is None else {"G": nets.G.state_dict(), "D": nets.D.state_dict(),
-                                              "G_ema": nets.G_ema.state_dict()}
+        if nets is not None:
+            previous = {"G": nets.G.state_dict(), "D": nets.D.state_dict(), "G_ema": nets.G_ema.state_dict()}
         nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, previous)
         torch.manual_seed(cfg.optim.seed * 1_000_003 + res * 10_007)
         batches = minibatches(levels[res], plan.batch_size, cfg.optim.seed + res)
@@ -85,5 +91,7 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
                 next_tick = next_boundary(cfg.schedule, res, nimg, tick_kimg)
                 started = time.perf_counter()
         total += nimg
-    assert nets is not None, "stage_resolutions is never empty (config validation)"
+    if nets is None:
+        raise ValueError(f"nothing to train: grow_from is at {grow_from and grow_from['resolution']}, "
+                         f"data.resolution is {cfg.data.resolution}")
     return nets

@@ -42,3 +42,21 @@ def test_direct_and_progressive_end_with_the_same_networks():
     grown = train_progressive(load_config("tiny.yaml", OVERRIDES), data)
     for a, b in ((direct.G, grown.G), (direct.D, grown.D)):
         assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+
+
+def test_growing_from_a_trained_stage_trains_only_the_stages_above_it_with_their_fade_in():
+    import numpy as np
+
+    from pggan.config import load_config
+    from pggan.progressive import train_progressive
+
+    rng = np.random.default_rng(0)
+    levels = {r: rng.integers(0, 256, (64, r, r, 3), dtype=np.uint8) for r in (4, 8)}
+    small = train_progressive(load_config("tiny.yaml", ["data.resolution=4"]), levels)
+    state = {"resolution": 4, "G": small.G.state_dict(), "D": small.D.state_dict(),
+             "G_ema": small.G_ema.state_dict()}
+    ticks = []
+    grown = train_progressive(load_config("tiny.yaml", ["data.resolution=8"]), levels,
+                              on_tick=lambda t, n: ticks.append(t), grow_from=state)
+    assert {t.resolution for t in ticks} == {8} and ticks[0].phase == "fade" and ticks[-1].stage_end
+    assert grown.G.resolution == 8
