@@ -35,7 +35,7 @@ from pggan.dataset import read_level_numpy, resolutions
 from pggan.imaging import ImageDecodeError, box_pyramid, decode_pyramid, square_resize, to_uint8
 from pggan.metrics.progress import common_level, compare_summaries, quality_summary
 from pggan.evaluation import compute_reference, memory_level, usable_size
-from pggan.metrics.reference import eval_indices
+from pggan.metrics.reference import eval_indices, swd_ratio
 from pggan.metrics.swd import sliced_wasserstein
 from pggan.progressive import Tick, train_progressive
 from pggan.schedule import stage_resolutions, total_nimg
@@ -116,7 +116,7 @@ class RatioEvaluator:
         z = sample_latents(ref["num_images"], G_ema.model.latent_dim, self.seed)        # [n, latent]
         fakes = to_uint8(generate(G_ema, z, alpha))                                      # [n, R, R, 3]
         fake = sliced_wasserstein(ref["reals"], fakes, seed=self.seed)["avg"]
-        return {"swd_ratio": round(fake / ref["swd_avg"], 4) if ref["swd_avg"] > 0 else float("inf"),
+        return {"swd_ratio": round(swd_ratio(fake, ref["swd_avg"]), 4),
                 "swd_fake": round(fake, 3), "swd_real": round(ref["swd_avg"], 3),
                 "eval_images": ref["num_images"], "eval_s": round(time.perf_counter() - t0, 3)}
 

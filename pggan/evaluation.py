@@ -27,7 +27,7 @@ from pggan.generate import generate_images
 from pggan.imaging import box_pyramid
 from pggan.metrics import evaluate_images
 from pggan.metrics.reference import (eval_indices, eval_size, real_vs_real_swd, reference_split, swd_by_resolution,
-                                     swd_ratio)
+                                     swd_ratio, swd_ratio_levels)
 
 if TYPE_CHECKING:
     import torch
@@ -154,7 +154,7 @@ def evaluate_generator(G: torch.nn.Module, level: Level, num_images: int, seed: 
     return {"resolution": res, "swd": swd, "swd_avg": float(metrics["swd_avg"]), "ms_ssim": float(metrics["ms_ssim"]),
             "real_swd": dict(real), "real_swd_avg": float(reference["swd_avg"]),
             "swd_ratio": swd_ratio(metrics["swd_avg"], reference["swd_avg"]),
-            "swd_ratio_levels": {r: swd_ratio(v, real[r]) for r, v in swd.items() if r in real},
+            "swd_ratio_levels": swd_ratio_levels(swd, real),
             "num_reals": int(len(reals)), "num_fakes": int(len(fakes)), "level_size": level.total, "seed": int(seed)}
 
 

@@ -63,6 +63,7 @@ def swd_ratio(fake_swd_avg: float, reference_swd_avg: float) -> float:
     return float(fake_swd_avg) / float(reference_swd_avg)
 
 
-def swd_ratio_levels(fake: dict[int, float], reference: dict[int, float]) -> dict[int, float]:
-    """The ratio per SWD level (resolution -> fake / real-vs-real), for the levels both have."""
+def swd_ratio_levels(fake: dict, reference: dict) -> dict:
+    """The ratio per SWD level (resolution -> fake / real-vs-real), for the levels both have; keys kept as given
+    (ints, or the strings of JSON-shaped results)."""
     return {r: swd_ratio(fake[r], reference[r]) for r in fake if r in reference}
