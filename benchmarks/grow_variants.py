@@ -15,7 +15,7 @@ import time
 
 import torch
 
-from pggan import training
+from pggan import train_step as training
 from pggan.checkpoint import load_checkpoint
 from pggan.config import load_config
 from pggan.dataset import read_level_numpy

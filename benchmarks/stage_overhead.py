@@ -37,7 +37,7 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 import torch  # noqa: E402
 
 from pggan import storage as st  # noqa: E402
-from pggan import training  # noqa: E402
+from pggan import train_step as training  # noqa: E402
 from pggan.config import PipelineConfig, load_config  # noqa: E402
 from pggan.dataset import dataset_url, read_level_numpy  # noqa: E402
 from pggan.imaging import to_float  # noqa: E402

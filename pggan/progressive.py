@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Mapping
 import numpy as np
 import torch
 
-from pggan import stage_rules, training
+from pggan import stage_rules, train_step as training
 from pggan.config import PipelineConfig
 from pggan.schedule import alpha_at, next_boundary, phase_at, stage_plan, stage_resolutions
 

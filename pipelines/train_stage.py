@@ -38,7 +38,7 @@ import torch  # noqa: E402
 from pggan import checkpoint as ckpt_io  # noqa: E402
 from pggan import stage_rules  # noqa: E402
 from pggan import storage as st  # noqa: E402
-from pggan import training  # noqa: E402
+from pggan import train_step as training  # noqa: E402
 from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
 from pggan.runlog import RunHooks, stage_log_url  # noqa: E402

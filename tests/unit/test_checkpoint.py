@@ -10,7 +10,7 @@ import torch
 from pggan.checkpoint import (CheckpointError, build_generator, capture_rng, dir_name, list_checkpoints,
                               load_checkpoint, load_newest, read_meta, restore_rng, save_checkpoint, training_state)
 from pggan.config import load_config
-from pggan.training import build_stage, sample_latents, train_step
+from pggan.train_step import build_stage, sample_latents, train_step
 
 
 @pytest.fixture(scope="module")

@@ -15,7 +15,7 @@ from pggan.checkpoint import capture_rng, dir_name, save_checkpoint, training_st
 from pggan.config import load_config
 from pggan.registry import ALIAS_NEWEST
 from pggan.tracking_hooks import KEY_PARENT, MlflowRunHooks
-from pggan.training import build_stage
+from pggan.train_step import build_stage
 from pipelines.full_run import failure_recorded, main
 from pipelines.runtime import absolute_config
 

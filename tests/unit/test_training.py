@@ -8,7 +8,7 @@ import torch
 
 from pggan.config import load_config
 from pggan.nn import downsample2x, upsample2x
-from pggan.training import (NonFiniteLossError, blend_reals, build_stage, cycle_batches, ema_update,
+from pggan.train_step import (NonFiniteLossError, blend_reals, build_stage, cycle_batches, ema_update,
                             load_stage_state, sample_latents, train_step)
 
 
