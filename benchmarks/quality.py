@@ -38,9 +38,9 @@ from pggan.evaluation import compute_reference, memory_level, usable_size
 from pggan.metrics.reference import eval_indices, swd_ratio
 from pggan.metrics.swd import sliced_wasserstein
 from pggan.progressive import Tick, train_progressive
+from pggan.sampling import generate, sample_latents
 from pggan.schedule import stage_resolutions, total_nimg
 from pggan.synthetic import image_rng, synthetic_image
-from pggan.train_step import generate, sample_latents
 
 OPEN_ENDED_KIMG = 1e6            # final-stage stabilization when the time budget, not the schedule, ends a run
 

@@ -15,7 +15,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from pggan.config import PipelineConfig, load_config
 from pggan.schedule import batch_size_at, lr_at
-from pggan.train_step import build_stage, train_step
+from pggan.stage_nets import build_stage
+from pggan.train_step import train_step
 
 ALPHA = 0.5                                                     # mid fade-in: both RGB paths and the real blend run
 PEAK_SIZES = (1024, 2048, 3072)                                 # square fp32 torch.mm sides for the run's peak

@@ -14,7 +14,7 @@ import pytest
 from pggan.checkpoint import build_generator, capture_rng, load_checkpoint, save_checkpoint, training_state
 from pggan.cli import main
 from pggan.dataset import dataset_url
-from pggan.train_step import build_stage
+from pggan.stage_nets import build_stage
 from pipelines.evaluate import evaluate_checkpoint
 from train_helpers import REPO, tiny_config  # tests/integration is on sys.path
 

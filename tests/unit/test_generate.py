@@ -9,7 +9,7 @@ from pggan.checkpoint import build_generator, capture_rng, load_checkpoint, save
 from pggan.cli import main
 from pggan.config import load_config
 from pggan.generate import generate_images, interpolate
-from pggan.train_step import build_stage
+from pggan.stage_nets import build_stage
 
 RES = 8
 

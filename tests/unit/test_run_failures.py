@@ -14,8 +14,8 @@ from pggan import tracking as tr
 from pggan.checkpoint import capture_rng, dir_name, save_checkpoint, training_state
 from pggan.config import load_config
 from pggan.registry import ALIAS_NEWEST
+from pggan.stage_nets import build_stage
 from pggan.tracking_hooks import KEY_PARENT, MlflowRunHooks
-from pggan.train_step import build_stage
 from pipelines.full_run import failure_recorded, main
 from pipelines.runtime import absolute_config
 
