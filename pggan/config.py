@@ -228,7 +228,8 @@ def with_default_batch_sizes(cfg: PipelineConfig) -> PipelineConfig:
     """`cfg` with a minibatch for every stage resolution (start_resolution .. data.resolution) that
     schedule.batch_size leaves out (default_batch_size); written out, so run.json shows what was used."""
     s, top = cfg.schedule, cfg.data.resolution
-    if not (is_resolution(s.start_resolution) and is_resolution(top)) or not all(isinstance(r, int) for r in s.batch_size):
+    if not (is_resolution(s.start_resolution) and is_resolution(top)
+            and all(isinstance(r, int) for r in s.batch_size)):
         return cfg                                             # validate names the bad key
     missing = [r for r in resolutions(top, s.start_resolution) if r not in s.batch_size]
     if not missing:
