@@ -17,7 +17,7 @@ import numpy as np
 from pggan import tracking as tr
 from pggan.mlflow_logger import MlflowStageLogger
 from pggan.config import PipelineConfig
-from pggan.runlog import RunHooks, StageLogger
+from pggan.stage_log import RunHooks, StageLogger
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -25,11 +25,11 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 import yaml  # noqa: E402
 
-from pggan import runs  # noqa: E402
+from pggan import run_manifest as runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan import sweep as sw  # noqa: E402
 from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict, load_config  # noqa: E402
-from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
+from pggan.stage_log import RunHooks, make_run_hooks  # noqa: E402
 from pggan.schedule import stage_resolutions  # noqa: E402
 from pggan.secret_keys import without_secrets  # noqa: E402
 

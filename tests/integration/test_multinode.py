@@ -27,7 +27,7 @@ from pggan import tracking as tr
 from pggan.checkpoint import load_checkpoint
 from pggan.config import StorageConfig
 from pggan.registry import ALIAS_CHAMPION, ALIAS_NEWEST
-from pggan.runlog import read_jsonl
+from pggan.stage_log import read_jsonl
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
