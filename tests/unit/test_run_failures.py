@@ -10,11 +10,12 @@ import pytest
 
 from pggan import run_manifest
 from pggan import storage as st
-from pggan import tracking as tr
 from pggan.checkpoint import capture_rng, dir_name, save_checkpoint, training_state
 from pggan.config import load_config
-from pggan.registry import ALIAS_NEWEST
-from pggan.tracking_hooks import KEY_PARENT, MlflowRunHooks
+from pggan.tracking.runs import TAG_ERROR, finish_run
+from pggan.tracking.client import TrackingError, client_for, resolve_tracking_uri
+from pggan.tracking.hooks import KEY_PARENT, MlflowRunHooks
+from pggan.tracking.registry import ALIAS_NEWEST
 from pggan.training import build_stage
 from pipelines.full_run import failure_recorded, main
 from pipelines.runtime import absolute_config
@@ -31,7 +32,7 @@ def tiny(root, db: str, *overrides: str):
 
 
 def client(cfg):
-    return tr.client_for(tr.resolve_tracking_uri(cfg))
+    return client_for(resolve_tracking_uri(cfg))
 
 
 def training_stage_8(cfg, run_id: str):
@@ -41,7 +42,7 @@ def training_stage_8(cfg, run_id: str):
     run = run_manifest.new_run(cfg, run_id, [4, 8], "file:///data")
     run["tracking"].update(hooks.start_run(run))
     stage4 = hooks.start_stage(run, 4)
-    tr.finish_run(cfg, stage4)
+    finish_run(cfg, stage4)
     run_manifest.mark_stage(run, 4, "done", tracking_id=stage4, checkpoint="file:///c4", nimg=400)
     run_manifest.mark_stage(run, 8, "running", tracking_id=hooks.start_stage(run, 8))
     run_manifest.save_run(cfg.storage.root, run, cfg.storage)
@@ -65,7 +66,7 @@ def test_a_run_that_stops_early_closes_its_open_mlflow_runs_and_says_why(tmp_pat
     stage8 = client(cfg).get_run(run_manifest.stage(run, 8)["tracking_id"])
     assert parent.info.status == stage8.info.status == status
     assert client(cfg).get_run(run_manifest.stage(run, 4)["tracking_id"]).info.status == "FINISHED"   # kept as it was
-    assert type(error).__name__ in parent.data.tags[tr.TAG_ERROR]
+    assert type(error).__name__ in parent.data.tags[TAG_ERROR]
     saved = run_manifest.load_run(cfg.storage.root, f"stops-{status}", cfg.storage)
     assert saved["status"] == run_status and type(error).__name__ in saved["error"]
 
@@ -83,7 +84,7 @@ def test_rerunning_a_failed_run_reopens_its_parent_and_stage_runs_and_finishes_t
     assert rerun.start_stage(run, 8) == stage_id
     for mlflow_id in (parent_id, stage_id):
         reopened = client(cfg).get_run(mlflow_id)
-        assert reopened.info.status == "RUNNING" and tr.TAG_ERROR not in reopened.data.tags
+        assert reopened.info.status == "RUNNING" and TAG_ERROR not in reopened.data.tags
     rerun.end_stage(run, 8, stage_id, {"metrics": {"swd_avg": 2.5}, "nimg": 400}, grid=None)
     stage = client(cfg).get_run(stage_id)
     assert stage.info.status == "FINISHED" and stage.data.metrics["swd_avg"] == 2.5
@@ -101,7 +102,7 @@ def test_registering_with_the_tracking_server_down_raises_naming_the_server(tmp_
     hooks = MlflowRunHooks(tiny(tmp_path, uri), attempts=2, backoff_s=0)
     run = run_manifest.new_run(hooks.cfg, "down", [4, 8], "file:///data")
     run["tracking"][KEY_PARENT] = "0123456789abcdef"
-    with pytest.raises(tr.TrackingError) as e:
+    with pytest.raises(TrackingError) as e:
         hooks.end_run(run, "file:///final")
     assert uri in str(e.value) and "2 time(s)" in str(e.value)
 
@@ -156,7 +157,7 @@ def test_a_failed_registration_is_recorded_and_a_rerun_only_registers(tmp_path, 
     assert done["tracking"]["model_version"] == f"{name}/1"
     assert str(client(cfg).get_model_version_by_alias(name, ALIAS_NEWEST).version) == "1"
     parent = client(cfg).get_run(parent_id)
-    assert parent.info.status == "FINISHED" and tr.TAG_ERROR not in parent.data.tags
+    assert parent.info.status == "FINISHED" and TAG_ERROR not in parent.data.tags
 
     assert main(argv) == 0 and "is complete" in capsys.readouterr().out
     assert len(client(cfg).search_model_versions(f"name = '{name}'")) == 1
