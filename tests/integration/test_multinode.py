@@ -25,9 +25,9 @@ from cluster.local.localcluster import MARKER, LocalCluster
 from pggan import storage as st
 from pggan.checkpoint import load_checkpoint
 from pggan.config import StorageConfig
+from pggan.stage_log import read_jsonl
 from pggan.tracking.client import client_for
 from pggan.tracking.registry import ALIAS_CHAMPION, ALIAS_NEWEST
-from pggan.stage_log import read_jsonl
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 

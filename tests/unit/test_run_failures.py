@@ -12,10 +12,10 @@ from pggan import run_manifest
 from pggan import storage as st
 from pggan.checkpoint import capture_rng, dir_name, save_checkpoint, training_state
 from pggan.config import load_config
-from pggan.tracking.runs import TAG_ERROR, finish_run
 from pggan.tracking.client import TrackingError, client_for, resolve_tracking_uri
 from pggan.tracking.hooks import KEY_PARENT, MlflowRunHooks
 from pggan.tracking.registry import ALIAS_NEWEST
+from pggan.tracking.runs import TAG_ERROR, finish_run
 from pggan.training import build_stage
 from pipelines.full_run import failure_recorded, main
 from pipelines.runtime import absolute_config

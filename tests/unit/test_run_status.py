@@ -27,8 +27,9 @@ def half_done_run(root: str) -> str:
     run = run_manifest.new_run(cfg, "r1", [4, 8], f"file://{root}/datasets/synthetic-128-16-s0-8")
     final4 = st.join(run_manifest.run_url(root, "r1"), "stages", "r0004", "nimg-0000000208")
     run_manifest.mark_stage(run, 4, "done", checkpoint=final4, nimg=208, train_seconds=41.7,
-                    samples=st.join(run_manifest.run_url(root, "r1"), "samples", "r0004.png"),
-                    metrics={"swd_levels": [12.3456, 20.0], "swd_avg": 16.1728, "ms_ssim": 0.4321, "num_images": 64})
+                            samples=st.join(run_manifest.run_url(root, "r1"), "samples", "r0004.png"),
+                            metrics={"swd_levels": [12.3456, 20.0], "swd_avg": 16.1728, "ms_ssim": 0.4321,
+                                     "num_images": 64})
     run_manifest.mark_stage(run, 8, "running")
     run["status"] = "running"
     run_manifest.save_run(root, run)
