@@ -195,7 +195,7 @@ def run_status(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
-    from pggan import runs
+    from pggan import run_manifest as runs
     from pggan.run_status import format_status, run_status as status_of
 
     cfg = config_from_args(args)

@@ -18,11 +18,11 @@ from typing import Any, Callable, Iterator
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pggan import runs  # noqa: E402
+from pggan import run_manifest as runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan.config import ConfigError, PipelineConfig, load_config  # noqa: E402
 from pggan.imaging import save_png  # noqa: E402
-from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
+from pggan.stage_log import RunHooks  # noqa: E402
 from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402
 from pggan.secret_keys import is_secret_override, redact_secrets, secret_override_values  # noqa: E402
 
@@ -239,6 +239,7 @@ def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callab
     """Run (or resume) every stage of `run_id`, then register the final generator; returns the final run
     manifest. `hooks` (default: the config's tracking hooks) also lets a caller act at stage ends, e.g. a Tune
     trial reporting each stage's SWD. `command` is the program named in the resume hint."""
+    from pggan.tracking.hooks import make_run_hooks
     from pipelines.runtime import absolute_config
 
     cfg = absolute_config(cfg)

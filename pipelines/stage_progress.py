@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pggan import storage as st
 from pggan import training
 from pggan.imaging import sample_grid_image, to_uint8
-from pggan.runlog import FanoutLogger, JsonlStageLogger, append_jsonl
+from pggan.stage_log import FanoutLogger, JsonlStageLogger, append_jsonl
 from pggan.schedule import StagePlan, next_boundary, phase_at
 
 if TYPE_CHECKING:

@@ -41,7 +41,7 @@ from pggan import storage as st  # noqa: E402
 from pggan import training  # noqa: E402
 from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
-from pggan.runlog import RunHooks, stage_log_url  # noqa: E402
+from pggan.stage_log import RunHooks, stage_log_url  # noqa: E402
 from pggan.schedule import StagePlan, alpha_at, next_boundary, stage_plan  # noqa: E402
 from pipelines.stage_progress import StageProgress  # noqa: E402
 

@@ -25,11 +25,11 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 import yaml  # noqa: E402
 
-from pggan import runs  # noqa: E402
+from pggan import run_manifest as runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan import sweep as sw  # noqa: E402
 from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict, load_config  # noqa: E402
-from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
+from pggan.stage_log import RunHooks  # noqa: E402
 from pggan.schedule import stage_resolutions  # noqa: E402
 from pggan.secret_keys import without_secrets  # noqa: E402
 
@@ -140,7 +140,8 @@ def run_trial(config: dict[str, Any], job: SweepJob) -> None:
     """One trial: full_run under run id {sweep}-t{index}; a resumed trial first re-reports its finished stages."""
     from ray import tune
 
-    from pggan.sweep_tracking import attach_trial_run
+    from pggan.tracking.hooks import make_run_hooks
+    from pggan.tracking.sweep import attach_trial_run
     from pipelines.full_run import RegistrationError, full_run
 
     index = sw.trial_index(tune.get_context().get_trial_id())
@@ -284,8 +285,8 @@ def sweep(args: argparse.Namespace, cfg: PipelineConfig, space: sw.SearchSpace,
     """Run (or resume) the sweep; returns the exit status."""
     import ray
 
-    from pggan import tracking as tr
-    from pggan import sweep_tracking as stk
+    from pggan.tracking import client as tr
+    from pggan.tracking import sweep as stk
     from pipelines.full_run import prepare_dataset
     from pipelines.runtime import init_ray
 

@@ -91,13 +91,13 @@ def test_a_lower_resolution_compares_against_that_level(setup, capsys):
 
 
 def test_a_registered_model_gives_the_numbers_of_its_checkpoint(setup, tmp_path, capsys, monkeypatch):
-    from pggan import tracking as tr
-    from pggan.registry import log_and_register_generator
+    from pggan.tracking.registry import log_and_register_generator
+    from pggan.tracking.runs import start_parent_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = tiny_config(setup["root"], f"tracking.uri={uri}", "tracking.model_name=pggan-eval")
     G = build_generator(load_checkpoint(setup["ckpt8"]))
-    log_and_register_generator(G, cfg, tr.start_parent_run(cfg, "evaluate-cli"), {"swd_avg": 1.0})
+    log_and_register_generator(G, cfg, start_parent_run(cfg, "evaluate-cli"), {"swd_avg": 1.0})
 
     common = ("--dataset", setup["dataset"], "--num-images", str(NUM))
     from_checkpoint = in_process(capsys, "--model", setup["ckpt8"], *common)

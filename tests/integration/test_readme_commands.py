@@ -180,7 +180,7 @@ def check_config(args) -> None:
         sw.build_space(cfg, fade=args.fade_kimg, stabilize=args.stabilize_kimg, total=args.total_kimg,
                        per_res=args.per_res, search=args.search)
     if args.command == "train" and args.run_id:
-        from pggan.runs import check_run_id
+        from pggan.run_manifest import check_run_id
 
         check_run_id(args.run_id)
 
