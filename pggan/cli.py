@@ -7,28 +7,11 @@ from typing import Callable
 
 import yaml
 
-from pggan.config import ConfigError, PipelineConfig, load_config
+from pggan.config import ConfigError
+from pggan.config_args import add_config_args, add_tracking_uri_arg, config_from_args
 
 AddArgs = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
-
-
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """--config FILE and repeatable --set section.key=value, shared by every subcommand that reads a config."""
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML preset (default: pipelines/configs/demo.yaml; a bare name is looked up there)")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override one setting, e.g. --set data.resolution=64 (repeatable)")
-
-
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    return load_config(args.config, args.overrides)
-
-
-def add_tracking_uri_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI for models:/ URIs (default: MLFLOW_TRACKING_URI, else the "
-                             "config's tracking.uri or the SQLite file under storage.root)")
 
 
 # ----------------------------------------------------------------------------------------------------------------

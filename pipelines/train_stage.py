@@ -346,7 +346,7 @@ def _final_checkpoint(job: StageJob, registered) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pggan.cli import add_config_args, config_from_args
+    from pggan.config_args import add_config_args, config_from_args
     from pggan.dataset import dataset_url
     from pipelines.runtime import init_ray, worker_config
 
