@@ -16,7 +16,7 @@ import requests
 import torch
 
 from pggan import tracking as tr
-from pggan.cli import main
+from pipelines.cli import main
 from pggan.config import load_config
 from pggan.generate import generate_images
 from pggan.nn import Generator

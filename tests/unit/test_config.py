@@ -157,7 +157,7 @@ def test_ingest_commands_take_any_resolution_whatever_the_training_schedule(argv
 def test_cli_bad_config_is_one_clear_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  latent_dimm: 3\n")
-    r = subprocess.run([sys.executable, "-m", "pggan.cli", "summary", "--config", str(bad)],
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "summary", "--config", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr
