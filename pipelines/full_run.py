@@ -114,7 +114,7 @@ def prepare_dataset(cfg: PipelineConfig, log: Callable[[str], None]) -> str:
     """Ingest if the data set is missing or stale (idempotent); check it has every level the stages need."""
     from pggan.dataset import dataset_url
     from pipelines.ingest import ingest
-    from pipelines.ingest_checks import IngestError
+    from pggan.storage_checks import IngestError
 
     manifest = ingest(cfg, log=log)
     durl = dataset_url(cfg)
@@ -293,7 +293,7 @@ def run(args: argparse.Namespace, command: str = SCRIPT) -> int:
         run_id = runs.check_run_id(args.run_id) if args.run_id else runs.new_run_id()
     except (ConfigError, runs.RunError) as e:
         return fail(one_line(e), 2)
-    from pipelines.ingest_checks import IngestError
+    from pggan.storage_checks import IngestError
     from pipelines.preflight import PreflightError
     from pipelines.train_stage import StageFailedError
 

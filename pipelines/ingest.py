@@ -42,7 +42,7 @@ from pggan.config import ConfigError, PipelineConfig
 from pggan.dataset import (dataset_url, level_name, level_url, read_level_numpy,  # noqa: F401 (the API)
                            resolutions, source_url)
 from pggan.imaging import ImageDecodeError, decode_pyramid
-from pipelines.ingest_checks import IngestError, access, check_root, list_source
+from pggan.storage_checks import IngestError, access, check_root, list_source
 from pipelines.runtime import init_ray
 
 WRITE_BUNDLE_BYTES = 32 << 20  # decoded rows per write task (all levels): bounds memory; top-level files ~24 MiB

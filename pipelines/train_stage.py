@@ -43,7 +43,7 @@ from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
 from pggan.runlog import RunHooks, stage_log_url  # noqa: E402
 from pggan.schedule import StagePlan, alpha_at, next_boundary, stage_plan  # noqa: E402
-from pipelines.stage_progress import StageProgress  # noqa: E402
+from pggan.stage_progress import StageProgress  # noqa: E402
 
 FAULT_ENV = "PGGAN_FAULT_NAN_AT_NIMG"
 # A rank's share of a level up to this size is kept after its first epoch, on the rank's training device (GPU
