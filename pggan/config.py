@@ -287,29 +287,23 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
 
 
 def preset_names() -> list[str]:
-    """The shipped presets' file names, e.g. ['celeba-hq-1024.yaml', 'demo.yaml', 'tiny.yaml']."""
+    """The shipped presets' file names: celeba-hq-1024.yaml, demo.yaml, tiny.yaml."""
     return sorted(p.name for p in PRESETS.iterdir() if p.name.endswith(".yaml"))
-
-
-def read_config_text(path: str | os.PathLike | None = None) -> tuple[str, str]:
-    """(where, YAML text) of a config file, or of the preset of that name when no such file exists (default:
-    the demo preset)."""
-    file = Path(path) if path is not None else Path(DEFAULT_PRESET)
-    preset = PRESETS / file.name
-    if (path is None or not file.exists() and file.name == str(path)) and preset.is_file():
-        return str(preset), preset.read_text()
-    try:
-        return str(file), file.read_text()
-    except OSError as e:
-        raise ConfigError(f"config file {str(file)!r}: cannot read it ({e.strerror}); give a YAML file or one of "
-                          f"the presets {', '.join(preset_names())}") from None
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = (),
                 check: Callable[[PipelineConfig], None] | None = None) -> PipelineConfig:
-    """Load a YAML config file or preset by name (default: the demo preset), apply overrides, validate (`check`:
-    what the caller needs, e.g. validate_data for ingest; default: everything)."""
-    where, text = read_config_text(path)
+    """Load a YAML config file, or the preset of that name when no such file exists (default: the demo preset),
+    apply overrides, validate (`check`: what the caller needs, e.g. validate_data for ingest; default: everything)."""
+    file = Path(path) if path is not None else PRESETS / DEFAULT_PRESET
+    if path is not None and not file.exists() and file.name == str(path) and (PRESETS / file.name).is_file():
+        file = PRESETS / file.name
+    where = str(file)
+    try:
+        text = file.read_text()
+    except OSError as e:
+        raise ConfigError(f"config file {where!r}: cannot read it ({e.strerror}); give a YAML file or a preset's "
+                          f"name: {', '.join(preset_names())}") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:

@@ -184,11 +184,6 @@ def on_gpu_if_any(G: torch.nn.Module) -> torch.nn.Module:
     return G.cuda() if torch.cuda.is_available() else G
 
 
-def generate_uint8(G: torch.nn.Module, num_images: int, seed: int) -> np.ndarray:
-    """num_images samples of G from seeded latents (on the GPU when there is one): uint8 [N, R, R, 3]."""
-    return generate_images(on_gpu_if_any(G), num_images, seed)
-
-
 def evaluate_checkpoint(checkpoint_url: str, dataset_url: str, res: int, num_images: int, seed: int,
                         storage: StorageConfig | None = None) -> dict[str, Any]:
     """evaluate_dataset of a stage checkpoint's EMA generator (it must be at `res`), on the GPU when there is one."""
@@ -204,7 +199,8 @@ def sample_grid(checkpoint_url: str, grid_size: int, seed: int, storage: Storage
     """A grid_size x grid_size uint8 HWC grid from fixed latents (the same at every stage for a given seed), tiles
     enlarged to at least 64 px (imaging.sample_grid_image) so that 4x4 and 8x8 samples can be looked at."""
     state = ckpt_io.load_checkpoint(checkpoint_url, storage)
-    fakes = generate_uint8(ckpt_io.build_generator(state), grid_size * grid_size, seed)   # uint8 [g*g, R, R, 3]
+    G = on_gpu_if_any(ckpt_io.build_generator(state))
+    fakes = generate_images(G, grid_size * grid_size, seed)                      # uint8 [g*g, R, R, 3]
     return sample_grid_image(fakes, cols=grid_size)
 
 
