@@ -9,12 +9,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pggan import storage as st
 from pggan import training
 from pggan.imaging import sample_grid_image, to_uint8
-from pggan.runlog import FanoutLogger, JsonlStageLogger, append_jsonl
+from pggan.runlog import FanoutLogger, JsonlStageLogger, RunHooks, append_jsonl
 from pggan.schedule import StagePlan, next_boundary, phase_at
 
 if TYPE_CHECKING:
     from pggan.config import PipelineConfig
-    from pggan.runlog import RunHooks
 
 BAR_WIDTH = 20
 
