@@ -155,7 +155,7 @@ def render(G: torch.nn.Module, args: argparse.Namespace) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# `pggan generate` (arguments in pggan.cli.add_generate_args).
+# `pggan generate` (arguments in pipelines/cli.py, add_generate_args).
 
 def tracking_uri_for(source: str, explicit: str | None, cfg: PipelineConfig) -> str | None:
     """For an MLflow `source`: `explicit` (--tracking-uri), else the config's tracking.uri / MLFLOW_TRACKING_URI /

@@ -20,7 +20,8 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 from pggan import run_manifest as runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
-from pggan.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+from pggan.config import ConfigError, PipelineConfig  # noqa: E402
+from pggan.config_args import add_config_args, config_from_args  # noqa: E402
 from pggan.imaging import save_png  # noqa: E402
 from pggan.stage_log import RunHooks  # noqa: E402
 from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402
@@ -56,8 +57,6 @@ class RegistrationError(RuntimeError):
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """full_run's options and usage notes on `parser` (also those of `pggan train`)."""
-    from pggan.cli import add_config_args
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     add_config_args(parser)
@@ -115,7 +114,7 @@ def prepare_dataset(cfg: PipelineConfig, log: Callable[[str], None]) -> str:
     """Ingest if the data set is missing or stale (idempotent); check it has every level the stages need."""
     from pggan.dataset import dataset_url
     from pipelines.ingest import ingest
-    from pipelines.ingest_checks import IngestError
+    from pggan.storage_checks import IngestError
 
     manifest = ingest(cfg, log=log)
     durl = dataset_url(cfg)
@@ -291,11 +290,11 @@ def run(args: argparse.Namespace, command: str = SCRIPT) -> int:
         return code
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = config_from_args(args)
         run_id = runs.check_run_id(args.run_id) if args.run_id else runs.new_run_id()
     except (ConfigError, runs.RunError) as e:
         return fail(one_line(e), 2)
-    from pipelines.ingest_checks import IngestError
+    from pggan.storage_checks import IngestError
     from pipelines.preflight import PreflightError
     from pipelines.train_stage import StageFailedError
 

@@ -28,7 +28,8 @@ import yaml  # noqa: E402
 from pggan import run_manifest as runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan import sweep as sw  # noqa: E402
-from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict, load_config  # noqa: E402
+from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict  # noqa: E402
+from pggan.config_args import add_config_args, config_from_args  # noqa: E402
 from pggan.stage_log import RunHooks  # noqa: E402
 from pggan.schedule import stage_resolutions  # noqa: E402
 from pggan.secret_keys import without_secrets  # noqa: E402
@@ -49,10 +50,7 @@ Exit status: 0 done (best.yaml written), 1 no trial finished every stage, 2 bad 
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML preset (default: pipelines/configs/demo.yaml; a bare name is looked up there)")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override one setting of every trial, e.g. --set data.resolution=64 (repeatable)")
+    add_config_args(parser, set_scope="one setting of every trial")
     parser.add_argument("--num-samples", type=int, required=True, metavar="N", help="number of trials")
     parser.add_argument("--scheduler", choices=("asha", "none"), default="asha",
                         help="asha: stop weak trials at stage boundaries (default); none: run every trial to the end")
@@ -339,7 +337,7 @@ def run(args: argparse.Namespace, prog: str = "tune_schedule") -> int:
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
         args.name = check_name(args.name or time.strftime("sweep-%Y%m%d-%H%M%S"))
-        cfg = absolute_config(load_config(args.config, args.overrides))
+        cfg = absolute_config(config_from_args(args))
         space = sw.build_space(cfg, fade=args.fade_kimg, stabilize=args.stabilize_kimg, total=args.total_kimg,
                                per_res=args.per_res, search=args.search)
         return sweep(args, cfg, space)

@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from pggan.checkpoint import build_generator, capture_rng, load_checkpoint, save_checkpoint, training_state
-from pggan.cli import main
 from pggan.dataset import dataset_url
+from pggan.evaluation import evaluate_checkpoint
 from pggan.training import build_stage
-from pipelines.evaluate import evaluate_checkpoint
+from pipelines.cli import main
 from train_helpers import REPO, tiny_config  # tests/integration is on sys.path
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def setup(tiny_root: str) -> dict[str, str]:
 
 
 def pggan_evaluate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pggan.cli", "evaluate", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "evaluate", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
 
 

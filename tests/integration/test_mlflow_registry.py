@@ -15,7 +15,7 @@ import pytest
 import requests
 import torch
 
-from pggan.cli import main
+from pipelines.cli import main
 from pggan.config import load_config
 from pggan.generate import generate_images
 from pggan.nn import Generator

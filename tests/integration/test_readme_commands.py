@@ -130,7 +130,7 @@ def pggan_argv(words: list[str]) -> list[str] | None:
 
 def check_options_and_config(cmd: Command, words: list[str]) -> None:
     """Parse with the real parser, then validate the config as the command would before doing anything."""
-    from pggan.cli import build_parser
+    from pipelines.cli import build_parser
 
     argv = pggan_argv(words)
     if argv is None:
@@ -228,7 +228,7 @@ def run_command(cmd: Command, cwd: Path) -> subprocess.CompletedProcess:
         if cmd.text.startswith(prefix):
             setup(cwd)
     words = cmd.words
-    program = [sys.executable, "-m", "pggan.cli"] if words[0] == "pggan" else \
+    program = [sys.executable, "-m", "pipelines.cli"] if words[0] == "pggan" else \
         [sys.executable] if words[0] == "python" else [words[0]]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("MLFLOW_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
