@@ -17,6 +17,7 @@ import torch
 
 from pggan.checkpoint import load_checkpoint
 from pggan.config import load_config
+from pggan.config_args import add_config_args
 from pggan.dataset import read_level_numpy
 from pggan.progressive import Tick, train_progressive
 from pggan.schedule import stage_plan
@@ -30,8 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--start", required=True, help="a checkpoint directory to grow from (res R)")
     p.add_argument("--dataset", required=True, help="the ingested data set URL ({root}/datasets/NAME)")
-    p.add_argument("--config", default=None)
-    p.add_argument("--set", action="append", default=[], dest="overrides")
+    add_config_args(p)
     p.add_argument("--name", default="base")
     p.add_argument("--kimg", type=float, default=20.0, help="images to train at 2R (fade included)")
     p.add_argument("--fade-kimg", type=float, default=4.0)

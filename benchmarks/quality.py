@@ -31,6 +31,7 @@ import torch
 from pggan import storage as st
 from pggan.checkpoint import build_generator, load_checkpoint
 from pggan.config import PipelineConfig, load_config
+from pggan.config_args import add_config_args
 from pggan.dataset import read_level_numpy
 from pggan.imaging import ImageDecodeError, box_pyramid, decode_pyramid, square_resize, to_uint8
 from pggan.metrics.progress import common_level, compare_summaries, quality_summary
@@ -245,9 +246,7 @@ def report(results: dict[str, list[dict]], top: int, emit: Callable[[dict], None
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default=None, help="YAML preset (default: pipelines/configs/demo.yaml)")
-    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="config override for every arm, e.g. --set model.fmap_max=64 (repeatable)")
+    add_config_args(p, set_example="model.fmap_max=64", set_scope="one setting of every arm")
     data = p.add_mutually_exclusive_group()
     data.add_argument("--source", default=None, help="a folder or bucket URL of images (default: data.source, "
                                                      "'synthetic' = the built-in demo set)")

@@ -41,7 +41,7 @@ from pggan.batches import cycle_batches  # noqa: E402
 from pggan.config import PipelineConfig, load_config  # noqa: E402
 from pggan.dataset import dataset_url, read_level_numpy  # noqa: E402
 from pggan.imaging import to_float  # noqa: E402
-from pggan.runlog import read_jsonl  # noqa: E402
+from pggan.stage_log import read_jsonl  # noqa: E402
 from pggan.schedule import stage_plan  # noqa: E402
 from pggan.stage_nets import build_stage  # noqa: E402
 from pggan.train_step import train_step  # noqa: E402

@@ -14,6 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from pggan.config import PipelineConfig, load_config
+from pggan.config_args import add_config_args
 from pggan.schedule import batch_size_at, lr_at
 from pggan.stage_nets import build_stage
 from pggan.train_step import train_step
@@ -128,9 +129,7 @@ def measure(cfg: PipelineConfig, res: int, steps: int, warmup: int, device: torc
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--config", default=None, help="YAML preset (default: pipelines/configs/demo.yaml)")
-    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="config override, e.g. --set model.fmap_max=32 (repeatable)")
+    add_config_args(p, set_example="model.fmap_max=32")
     p.add_argument("--resolutions", default="16,32", help="comma-separated resolutions (default: 16,32)")
     p.add_argument("--steps", type=int, default=10, help="timed steps per resolution")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first")

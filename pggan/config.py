@@ -6,6 +6,7 @@ import math
 import os
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -14,9 +15,10 @@ import yaml
 from pggan.resolutions import is_resolution, resolutions
 from pggan.secret_keys import REDACTED, is_secret, redact_secrets
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
-CONFIG_DIR = PACKAGE_ROOT / "pipelines" / "configs"
-DEFAULT_CONFIG = CONFIG_DIR / "demo.yaml"
+# The shipped YAML presets, package data of pggan (pipelines/configs in a checkout links here); load_config looks
+# a bare name up among them.
+PRESETS = resources.files("pggan") / "presets"
+DEFAULT_PRESET = "demo.yaml"
 # The official single-GPU preset's minibatch per resolution (paper's code, config.py `sched.minibatch_dict`); a
 # resolution that schedule.batch_size leaves out gets it scaled like the preset's own values (default_batch_size).
 PAPER_BATCH_SIZE = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
@@ -281,26 +283,33 @@ def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str,
     return data
 
 
+def preset_names() -> list[str]:
+    """The shipped presets' file names: celeba-hq-1024.yaml, demo.yaml, tiny.yaml."""
+    return sorted(p.name for p in PRESETS.iterdir() if p.name.endswith(".yaml"))
+
+
 def load_config(path: str | os.PathLike | None = None, overrides: Iterable[str] = (),
                 check: Callable[[PipelineConfig], None] | None = None) -> PipelineConfig:
-    """Load a YAML preset (default: pipelines/configs/demo.yaml), apply overrides, validate (`check`: what the
-    caller needs, e.g. validate_data for ingest; default: everything)."""
-    path = Path(path) if path else DEFAULT_CONFIG
-    if not path.exists() and (CONFIG_DIR / path).exists():
-        path = CONFIG_DIR / path
+    """Load a YAML config file, or the preset of that name when no such file exists (default: the demo preset),
+    apply overrides, validate (`check`: what the caller needs, e.g. validate_data for ingest; default: everything)."""
+    file = Path(path) if path is not None else PRESETS / DEFAULT_PRESET
+    if path is not None and not file.exists() and file.name == str(path) and (PRESETS / file.name).is_file():
+        file = PRESETS / file.name
+    where = str(file)
     try:
-        text = path.read_text()
+        text = file.read_text()
     except OSError as e:
-        raise ConfigError(f"config file {str(path)!r}: cannot read it ({e.strerror})") from None
+        raise ConfigError(f"config file {where!r}: cannot read it ({e.strerror}); give a YAML file or a preset's "
+                          f"name: {', '.join(preset_names())}") from None
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ConfigError(f"config file {str(path)!r}: malformed YAML{where}: {problem}") from None
+        raise ConfigError(f"config file {where!r}: malformed YAML{at}: {problem}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(path)!r}: expected a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(f"config file {where!r}: expected a mapping of sections, got {type(data).__name__}")
     return config_from_dict(apply_overrides(data, overrides), check)
 
 

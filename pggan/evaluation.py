@@ -13,6 +13,9 @@ first), as they read back from run.json, MLflow or `pggan evaluate`'s JSON line.
     level = stored_level(dataset_url, 32, storage)            # or memory_level(uint8 [N, 32, 32, 3])
     reference = stored_reference(dataset_url, level, 256, 0)  # or compute_reference(level, 256, 0)
     result = evaluate_generator(G, level, num_images=256, seed=0, reference=reference)
+
+The stage-end evaluation and sample grid of a checkpoint (evaluate_checkpoint, sample_grid: pipelines/evaluate.py
+runs them as Ray tasks) and `pggan evaluate` of a registered model or checkpoint (evaluate_model) are at the end.
 """
 from __future__ import annotations
 
@@ -20,19 +23,19 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 import numpy as np
+import torch
 
+from pggan import checkpoint as ckpt_io
 from pggan import storage as st
-from pggan.dataset import count_rows, level_name, read_level_rows
-from pggan.generate import generate_images
-from pggan.imaging import box_pyramid
+from pggan.dataset import MANIFEST, count_rows, level_name, read_level_rows, read_manifest
+from pggan.generate import generate_images, load_generator, tracking_uri_for
+from pggan.imaging import box_pyramid, sample_grid_image
 from pggan.metrics import evaluate_images
 from pggan.metrics.reference import (eval_indices, eval_size, real_vs_real_swd, reference_split, swd_by_resolution,
                                      swd_ratio, swd_ratio_levels)
 
 if TYPE_CHECKING:
-    import torch
-
-    from pggan.config import StorageConfig
+    from pggan.config import PipelineConfig, StorageConfig
 
 REFERENCE_DIR = "swd_reference"
 LEVEL_KEYS = ("swd", "real_swd", "swd_ratio_levels")    # the result's per-resolution dicts
@@ -171,3 +174,63 @@ def summary_line(result: Mapping[str, Any]) -> str:
     return (f"SWD x1e3 {format_levels(result['swd'])} (real-vs-real {format_levels(result['real_swd'])}) ratio "
             f"{result['swd_ratio']:.2f}, MS-SSIM {result['ms_ssim']:.3f}, {result['num_fakes']} fakes vs "
             f"{result['num_reals']} reals (seed {result['seed']})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoints and registered models against a stored data set (the stage end, `pggan evaluate`).
+
+def on_gpu_if_any(G: torch.nn.Module) -> torch.nn.Module:
+    """G on the GPU when this process has one (full_run asks for a GPU task with use_gpu), else as it is."""
+    return G.cuda() if torch.cuda.is_available() else G
+
+
+def evaluate_checkpoint(checkpoint_url: str, dataset_url: str, res: int, num_images: int, seed: int,
+                        storage: StorageConfig | None = None) -> dict[str, Any]:
+    """evaluate_dataset of a stage checkpoint's EMA generator (it must be at `res`), on the GPU when there is one."""
+    state = ckpt_io.load_checkpoint(checkpoint_url, storage)
+    if state["resolution"] != res:
+        raise ValueError(f"checkpoint {checkpoint_url} is at {state['resolution']}x{state['resolution']}, "
+                         f"not {res}x{res}; pass the matching --res/dataset level")
+    G = on_gpu_if_any(ckpt_io.build_generator(state))
+    return evaluate_dataset(G, dataset_url, res, num_images, seed, storage)
+
+
+def sample_grid(checkpoint_url: str, grid_size: int, seed: int, storage: StorageConfig | None = None) -> np.ndarray:
+    """A grid_size x grid_size uint8 HWC grid from fixed latents (the same at every stage for a given seed), tiles
+    enlarged to at least 64 px (imaging.sample_grid_image) so that 4x4 and 8x8 samples can be looked at."""
+    state = ckpt_io.load_checkpoint(checkpoint_url, storage)
+    G = on_gpu_if_any(ckpt_io.build_generator(state))
+    fakes = generate_images(G, grid_size * grid_size, seed)                      # uint8 [g*g, R, R, 3]
+    return sample_grid_image(fakes, cols=grid_size)
+
+
+def dataset_levels(dataset_url: str, storage: StorageConfig) -> list[int]:
+    """The resolutions of an ingested data set, from its manifest."""
+    manifest = read_manifest(dataset_url, storage)
+    if manifest is None:
+        raise EvaluateError(f"--dataset {dataset_url}: no {MANIFEST}, so not an ingested data set (or its ingest "
+                            "was interrupted); pass {root}/datasets/NAME, or run `pggan ingest` to build it")
+    return [int(r) for r in manifest["resolutions"]]
+
+
+def evaluate_model(model: str, dataset: str, cfg: PipelineConfig, num_images: int | None = None,
+                   seed: int | None = None, resolution: int | None = None,
+                   tracking_uri: str | None = None) -> dict[str, Any]:
+    """`pggan evaluate`: the metrics of `model`'s generator (models:/ or runs:/ URI, or a checkpoint) against the
+    level of `dataset` at its resolution (or `resolution`); num_images and seed default to the config's eval.*.
+    The evaluate_dataset result with "model" and "dataset" added. Errors name the command's option to change."""
+    num_images = cfg.eval.num_images if num_images is None else num_images
+    if num_images < 2:
+        raise EvaluateError(f"--num-images {num_images}: the metrics compare at least 2 images; the paper "
+                            "uses 16384 for SWD (try 1000)")
+    seed = cfg.eval.seed if seed is None else seed
+    dataset = st.to_url(dataset)
+    levels = dataset_levels(dataset, cfg.storage)
+    G = load_generator(model, cfg.storage, tracking_uri_for(model, tracking_uri, cfg))
+    res = resolution or G.resolution
+    if res not in levels:
+        raise EvaluateError(f"--dataset {dataset} has no {res}x{res} level ({level_name(res)}); its levels are "
+                            f"{', '.join(level_name(r) for r in levels)}. Ingest the data at {res} or more, or "
+                            "pass --resolution with one of those levels")
+    metrics = evaluate_dataset(on_gpu_if_any(G), dataset, res, num_images, seed, cfg.storage)
+    return {**metrics, "model": model, "dataset": dataset}

@@ -50,7 +50,7 @@ def _load_from_mlflow(uri: str, tracking_uri: str | None) -> torch.nn.Module:
     import mlflow.pytorch
     from mlflow.exceptions import MlflowException
 
-    from pggan.registry import using_tracking_uri
+    from pggan.tracking.client import using_tracking_uri
 
     try:
         with using_tracking_uri(tracking_uri):
@@ -155,7 +155,7 @@ def render(G: torch.nn.Module, args: argparse.Namespace) -> bytes:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# `pggan generate` (arguments in pggan.cli.add_generate_args).
+# `pggan generate` (arguments in pipelines/cli.py, add_generate_args).
 
 def tracking_uri_for(source: str, explicit: str | None, cfg: PipelineConfig) -> str | None:
     """For an MLflow `source`: `explicit` (--tracking-uri), else the config's tracking.uri / MLFLOW_TRACKING_URI /
@@ -164,7 +164,7 @@ def tracking_uri_for(source: str, explicit: str | None, cfg: PipelineConfig) -> 
         return None
     if explicit:
         return explicit
-    from pggan.tracking import TrackingError, resolve_tracking_uri
+    from pggan.tracking.client import TrackingError, resolve_tracking_uri
 
     try:
         return resolve_tracking_uri(cfg)

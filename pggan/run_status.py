@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pggan import runs
+from pggan import run_manifest as runs
 from pggan import storage as st
 from pggan.checkpoint import CheckpointError, list_checkpoints, read_meta
 from pggan.config import ConfigError, StorageConfig, config_from_dict
-from pggan.runlog import read_jsonl, stage_log_url
+from pggan.stage_log import read_jsonl, stage_log_url
 from pggan.schedule import stage_nimg
 
 

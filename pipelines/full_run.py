@@ -18,11 +18,12 @@ from typing import Any, Callable, Iterator
 if __package__ in (None, ""):  # run as a script: make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pggan import runs  # noqa: E402
+from pggan import run_manifest as runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
-from pggan.config import ConfigError, PipelineConfig, load_config  # noqa: E402
+from pggan.config import ConfigError, PipelineConfig  # noqa: E402
+from pggan.config_args import add_config_args, config_from_args  # noqa: E402
 from pggan.imaging import save_png  # noqa: E402
-from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
+from pggan.stage_log import RunHooks  # noqa: E402
 from pggan.schedule import stage_plan, stage_resolutions, total_nimg  # noqa: E402
 from pggan.secret_keys import is_secret_override, redact_secrets, secret_override_values  # noqa: E402
 
@@ -56,8 +57,6 @@ class RegistrationError(RuntimeError):
 
 def add_args(parser: argparse.ArgumentParser) -> None:
     """full_run's options and usage notes on `parser` (also those of `pggan train`)."""
-    from pggan.cli import add_config_args
-
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     add_config_args(parser)
@@ -115,7 +114,7 @@ def prepare_dataset(cfg: PipelineConfig, log: Callable[[str], None]) -> str:
     """Ingest if the data set is missing or stale (idempotent); check it has every level the stages need."""
     from pggan.dataset import dataset_url
     from pipelines.ingest import ingest
-    from pipelines.ingest_checks import IngestError
+    from pggan.storage_checks import IngestError
 
     manifest = ingest(cfg, log=log)
     durl = dataset_url(cfg)
@@ -239,6 +238,7 @@ def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callab
     """Run (or resume) every stage of `run_id`, then register the final generator; returns the final run
     manifest. `hooks` (default: the config's tracking hooks) also lets a caller act at stage ends, e.g. a Tune
     trial reporting each stage's SWD. `command` is the program named in the resume hint."""
+    from pggan.tracking.hooks import make_run_hooks
     from pipelines.runtime import absolute_config
 
     cfg = absolute_config(cfg)
@@ -290,11 +290,11 @@ def run(args: argparse.Namespace, command: str = SCRIPT) -> int:
         return code
 
     try:
-        cfg = load_config(args.config, args.overrides)
+        cfg = config_from_args(args)
         run_id = runs.check_run_id(args.run_id) if args.run_id else runs.new_run_id()
     except (ConfigError, runs.RunError) as e:
         return fail(one_line(e), 2)
-    from pipelines.ingest_checks import IngestError
+    from pggan.storage_checks import IngestError
     from pipelines.preflight import PreflightError
     from pipelines.train_stage import StageFailedError
 
@@ -319,7 +319,7 @@ def run(args: argparse.Namespace, command: str = SCRIPT) -> int:
         # Matched by class: it is raised in this process (the hooks' check and hand-offs run here, never in a Ray
         # task), so it arrives unwrapped. Imported only here: pggan.tracking loads MLflow (seconds), and a run
         # without tracking never loads it, so then `e` cannot be one.
-        from pggan.tracking import TrackingError
+        from pggan.tracking.client import TrackingError
         if not isinstance(e, TrackingError):
             raise
         return fail(str(e), 1)

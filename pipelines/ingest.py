@@ -34,15 +34,16 @@ import numpy as np
 if __package__ in (None, ""):  # run as a script (python pipelines/ingest.py): make the repo root importable
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from pggan import dataset as ds_mod  # noqa: E402
+from pggan import config_args  # noqa: E402
+from pggan import dataset as ds_mod
 from pggan import storage as st
 from pggan import synthetic
-from pggan.config import ConfigError, PipelineConfig, load_config
+from pggan.config import ConfigError, PipelineConfig
 from pggan.dataset import (dataset_url, level_name, level_url, read_level_numpy,  # noqa: F401 (the API)
                            source_url)
 from pggan.imaging import ImageDecodeError, decode_pyramid
 from pggan.resolutions import resolutions
-from pipelines.ingest_checks import IngestError, access, check_root, list_source
+from pggan.storage_checks import IngestError, access, check_root, list_source
 from pipelines.runtime import init_ray
 
 WRITE_BUNDLE_BYTES = 32 << 20  # decoded rows per write task (all levels): bounds memory; top-level files ~24 MiB
@@ -218,9 +219,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--labels", choices=["none", "folders"], help="class labels from sub-folder names")
     parser.add_argument("--fit", choices=["crop", "pad", "stretch"], help="non-square images (data.fit)")
     parser.add_argument("--force", action="store_true", help="rebuild even if a matching data set exists")
-    parser.add_argument("--config", metavar="FILE", help="pipeline config YAML (default: demo.yaml)")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override a config value, e.g. --set data.min_side=32 (repeatable)")
+    config_args.add_config_args(parser, set_example="data.min_side=32")
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -230,7 +229,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
     from pggan.config import validate_data
 
-    cfg = load_config(args.config, args.overrides, check=validate_data)
+    cfg = config_args.config_from_args(args, check=validate_data)
     data = {k: v for k, v in (("source", args.source), ("name", args.name), ("resolution", args.resolution),
                               ("labels", args.labels), ("fit", args.fit)) if v is not None}
     storage = {"root": args.root} if args.root else {}

@@ -185,7 +185,7 @@ def _v1_scales(report: Mapping) -> bool:
 def resolved_tracking_uri(cfg: PipelineConfig) -> str | None:
     """Where the run's MLflow logging goes; None where tracking is not set up (its own check reports why)."""
     try:
-        from pggan.tracking import TrackingError, resolve_tracking_uri
+        from pggan.tracking.client import TrackingError, resolve_tracking_uri
     except ModuleNotFoundError:
         return None
     try:

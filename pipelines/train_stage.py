@@ -42,11 +42,11 @@ from pggan.batches import cycle_batches  # noqa: E402
 from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
 from pggan.distributed import broadcast_parameters, param_digest, world_size  # noqa: E402
-from pggan.runlog import RunHooks, stage_log_url  # noqa: E402
 from pggan.schedule import StagePlan, alpha_at, next_boundary, stage_plan  # noqa: E402
+from pggan.stage_log import RunHooks, stage_log_url  # noqa: E402
 from pggan.stage_nets import StageNets, build_stage, load_stage_state  # noqa: E402
+from pggan.stage_progress import StageProgress  # noqa: E402
 from pggan.train_step import NonFiniteLossError, train_step  # noqa: E402
-from pipelines.stage_progress import StageProgress  # noqa: E402
 
 FAULT_ENV = "PGGAN_FAULT_NAN_AT_NIMG"
 # A rank's share of a level up to this size is kept after its first epoch, on the rank's training device (GPU
@@ -349,7 +349,7 @@ def _final_checkpoint(job: StageJob, registered) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pggan.cli import add_config_args, config_from_args
+    from pggan.config_args import add_config_args, config_from_args
     from pggan.dataset import dataset_url
     from pipelines.runtime import init_ray, worker_config
 

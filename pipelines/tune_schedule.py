@@ -25,11 +25,12 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 
 import yaml  # noqa: E402
 
-from pggan import runs  # noqa: E402
+from pggan import run_manifest as runs  # noqa: E402
 from pggan import storage as st  # noqa: E402
 from pggan import sweep as sw  # noqa: E402
-from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict, load_config  # noqa: E402
-from pggan.runlog import RunHooks, make_run_hooks  # noqa: E402
+from pggan.config import ConfigError, PipelineConfig, config_from_dict, config_to_dict  # noqa: E402
+from pggan.config_args import add_config_args, config_from_args  # noqa: E402
+from pggan.stage_log import RunHooks  # noqa: E402
 from pggan.schedule import stage_resolutions  # noqa: E402
 from pggan.secret_keys import without_secrets  # noqa: E402
 
@@ -49,10 +50,7 @@ Exit status: 0 done (best.yaml written), 1 no trial finished every stage, 2 bad 
 
 
 def add_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML preset (default: pipelines/configs/demo.yaml; a bare name is looked up there)")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override one setting of every trial, e.g. --set data.resolution=64 (repeatable)")
+    add_config_args(parser, set_scope="one setting of every trial")
     parser.add_argument("--num-samples", type=int, required=True, metavar="N", help="number of trials")
     parser.add_argument("--scheduler", choices=("asha", "none"), default="asha",
                         help="asha: stop weak trials at stage boundaries (default); none: run every trial to the end")
@@ -140,7 +138,8 @@ def run_trial(config: dict[str, Any], job: SweepJob) -> None:
     """One trial: full_run under run id {sweep}-t{index}; a resumed trial first re-reports its finished stages."""
     from ray import tune
 
-    from pggan.sweep_tracking import attach_trial_run
+    from pggan.tracking.hooks import make_run_hooks
+    from pggan.tracking.sweep import attach_trial_run
     from pipelines.full_run import RegistrationError, full_run
 
     index = sw.trial_index(tune.get_context().get_trial_id())
@@ -284,8 +283,8 @@ def sweep(args: argparse.Namespace, cfg: PipelineConfig, space: sw.SearchSpace,
     """Run (or resume) the sweep; returns the exit status."""
     import ray
 
-    from pggan import tracking as tr
-    from pggan import sweep_tracking as stk
+    from pggan.tracking import client as tr
+    from pggan.tracking import sweep as stk
     from pipelines.full_run import prepare_dataset
     from pipelines.runtime import init_ray
 
@@ -338,7 +337,7 @@ def run(args: argparse.Namespace, prog: str = "tune_schedule") -> int:
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent {args.max_concurrent}: must be >= 1")
         args.name = check_name(args.name or time.strftime("sweep-%Y%m%d-%H%M%S"))
-        cfg = absolute_config(load_config(args.config, args.overrides))
+        cfg = absolute_config(config_from_args(args))
         space = sw.build_space(cfg, fade=args.fade_kimg, stabilize=args.stabilize_kimg, total=args.total_kimg,
                                per_res=args.per_res, search=args.search)
         return sweep(args, cfg, space)
@@ -348,8 +347,8 @@ def run(args: argparse.Namespace, prog: str = "tune_schedule") -> int:
     except Exception as e:  # the data or tracking failed before trials started: one line, not a traceback
         # Matched by class: both are raised in this process before any trial (prepare_dataset, the hooks' check),
         # never inside a Ray task, so they arrive unwrapped. Imported here: pggan.tracking loads MLflow (seconds).
-        from pggan.tracking import TrackingError
-        from pipelines.ingest_checks import IngestError
+        from pggan.tracking.client import TrackingError
+        from pggan.storage_checks import IngestError
         if not isinstance(e, (IngestError, TrackingError)):
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)

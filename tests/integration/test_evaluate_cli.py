@@ -12,10 +12,10 @@ import sys
 import pytest
 
 from pggan.checkpoint import build_generator, capture_rng, load_checkpoint, save_checkpoint, training_state
-from pggan.cli import main
 from pggan.dataset import dataset_url
+from pggan.evaluation import evaluate_checkpoint
 from pggan.stage_nets import build_stage
-from pipelines.evaluate import evaluate_checkpoint
+from pipelines.cli import main
 from train_helpers import REPO, tiny_config  # tests/integration is on sys.path
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def setup(tiny_root: str) -> dict[str, str]:
 
 
 def pggan_evaluate(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pggan.cli", "evaluate", *args], cwd=REPO, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", "evaluate", *args], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
 
 
@@ -91,13 +91,13 @@ def test_a_lower_resolution_compares_against_that_level(setup, capsys):
 
 
 def test_a_registered_model_gives_the_numbers_of_its_checkpoint(setup, tmp_path, capsys, monkeypatch):
-    from pggan import tracking as tr
-    from pggan.registry import log_and_register_generator
+    from pggan.tracking.registry import log_and_register_generator
+    from pggan.tracking.runs import start_parent_run
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     cfg = tiny_config(setup["root"], f"tracking.uri={uri}", "tracking.model_name=pggan-eval")
     G = build_generator(load_checkpoint(setup["ckpt8"]))
-    log_and_register_generator(G, cfg, tr.start_parent_run(cfg, "evaluate-cli"), {"swd_avg": 1.0})
+    log_and_register_generator(G, cfg, start_parent_run(cfg, "evaluate-cli"), {"swd_avg": 1.0})
 
     common = ("--dataset", setup["dataset"], "--num-images", str(NUM))
     from_checkpoint = in_process(capsys, "--model", setup["ckpt8"], *common)

@@ -10,8 +10,9 @@ import sys
 
 import pytest
 
-from pggan import tracking as tr
-from pggan.registry import ALIAS_CHAMPION, ALIAS_NEWEST
+from pggan.tracking import runs
+from pggan.tracking.client import client_for
+from pggan.tracking.registry import ALIAS_CHAMPION, ALIAS_NEWEST
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -28,11 +29,11 @@ def full_run(root, tracking_uri: str, run_id: str, *sets: str, timeout: int = 12
 
 def parent_and_children(client, experiment: str, run_id: str):
     exp = client.get_experiment_by_name(experiment)
-    parents = client.search_runs([exp.experiment_id], f"tags.`{tr.TAG_RUN_ID}` = '{run_id}' and "
-                                                      f"tags.`{tr.TAG_KIND}` = 'pipeline'")
+    parents = client.search_runs([exp.experiment_id], f"tags.`{runs.TAG_RUN_ID}` = '{run_id}' and "
+                                                      f"tags.`{runs.TAG_KIND}` = 'pipeline'")
     assert len(parents) == 1, [p.info.run_id for p in parents]
     children = client.search_runs([exp.experiment_id], f"tags.`mlflow.parentRunId` = '{parents[0].info.run_id}'")
-    return parents[0], {int(c.data.tags[tr.TAG_STAGE]): c for c in children}
+    return parents[0], {int(c.data.tags[runs.TAG_STAGE]): c for c in children}
 
 
 def image_keys(client, run_id: str) -> set[str]:
@@ -47,7 +48,7 @@ def test_tiny_full_run_fills_parent_and_stage_runs_and_registers_the_generator(t
     name, experiment, run_id, url = done["model"], done["experiment"], done["run_id"], done["tracking_uri"]
     assert done["code"] == 0, (done["stdout"][-3000:], done["stderr"][-3000:])
 
-    client = tr.client_for(url)
+    client = client_for(url)
     parent, stages = parent_and_children(client, experiment, run_id)
     assert parent.info.status == "FINISHED" and sorted(stages) == [4, 8]
     assert parent.data.params["data.resolution"] == "8"

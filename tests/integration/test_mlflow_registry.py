@@ -15,12 +15,13 @@ import pytest
 import requests
 import torch
 
-from pggan import tracking as tr
-from pggan.cli import main
+from pipelines.cli import main
 from pggan.config import load_config
 from pggan.generate import generate_images
 from pggan.nn import Generator
-from pggan.registry import ALIAS_CHAMPION, ALIAS_NEWEST, log_and_register_generator
+from pggan.tracking.client import client_for
+from pggan.tracking.registry import ALIAS_CHAMPION, ALIAS_NEWEST, log_and_register_generator
+from pggan.tracking.runs import start_parent_run
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -49,13 +50,13 @@ def registered(mlflow_server):
     name = f"pggan-{uuid.uuid4().hex[:8]}"
     cfg = registry_config(mlflow_server.url, name)
     G = tiny_generator(cfg, 0)
-    parent = tr.start_parent_run(cfg, "registered")
+    parent = start_parent_run(cfg, "registered")
     version = log_and_register_generator(G, cfg, parent, evaluated(5.0)).version
     return {"cfg": cfg, "G": G, "name": name, "version": version, "parent": parent, "url": mlflow_server.url}
 
 
 def test_registry_holds_the_version_with_its_aliases_and_score(registered):
-    client = tr.client_for(registered["url"])
+    client = client_for(registered["url"])
     name = registered["name"]
     for alias in (ALIAS_NEWEST, ALIAS_CHAMPION):
         assert client.get_model_version_by_alias(name, alias).version == registered["version"] == "1"
@@ -96,8 +97,8 @@ def test_generate_command_pulls_the_champion_by_alias(registered, tmp_path, caps
 def test_champion_alias_moves_only_when_the_swd_improves(mlflow_server):
     name = f"pggan-champ-{uuid.uuid4().hex[:8]}"
     cfg = registry_config(mlflow_server.url, name)
-    parent = tr.start_parent_run(cfg, "champion")
-    client = tr.client_for(mlflow_server.url)
+    parent = start_parent_run(cfg, "champion")
+    client = client_for(mlflow_server.url)
 
     def aliases() -> tuple[str, str]:
         return (client.get_model_version_by_alias(name, ALIAS_NEWEST).version,
@@ -121,11 +122,11 @@ def test_a_better_scoring_demo_never_displaces_a_champion_of_other_data(mlflow_s
     batches = "schedule.batch_size={4: 16, 8: 16, 16: 16, 32: 16, 64: 16}"
     photos = registry_config(mlflow_server.url, name, "data.name=photos-64", "data.resolution=64", batches)
     demo = registry_config(mlflow_server.url, name, "data.resolution=32", batches)
-    client = tr.client_for(mlflow_server.url)
-    first = log_and_register_generator(tiny_generator(photos, 1, 64), photos, tr.start_parent_run(photos, "photos"),
+    client = client_for(mlflow_server.url)
+    first = log_and_register_generator(tiny_generator(photos, 1, 64), photos, start_parent_run(photos, "photos"),
                                        evaluated(9.0, res=64, num=1000))
     assert first.champion
-    done = log_and_register_generator(tiny_generator(demo, 2, 32), demo, tr.start_parent_run(demo, "demo"),
+    done = log_and_register_generator(tiny_generator(demo, 2, 32), demo, start_parent_run(demo, "demo"),
                                       evaluated(1.0, res=32, num=64))
     assert done.version == "2" and not done.champion
     assert client.get_model_version_by_alias(name, ALIAS_CHAMPION).version == "1"
@@ -169,7 +170,7 @@ def model_server(registered, tmp_path_factory):
 
 
 def test_served_model_answers_a_json_request_with_the_seeds_png_images(registered, model_server):
-    from pggan.serving import decode_png_column
+    from pggan.tracking.serving import decode_png_column
 
     import pandas as pd
 

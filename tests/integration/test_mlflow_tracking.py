@@ -11,9 +11,10 @@ import uuid
 import numpy as np
 import pytest
 
-from pggan import tracking as tr
 from pggan.config import load_config
-from pggan.mlflow_logger import MlflowStageLogger
+from pggan.tracking import runs
+from pggan.tracking.client import client_for
+from pggan.tracking.stage_logger import MlflowStageLogger
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -34,17 +35,17 @@ def images_logged(client, run_id: str, key: str) -> list[int]:
 
 def test_parent_and_stage_runs_hold_config_curves_grids_and_manifest(mlflow_server):
     cfg = server_config(mlflow_server.url)
-    parent = tr.start_parent_run(cfg, "curves")
-    stage = tr.start_stage_run(cfg, parent, 8)
+    parent = runs.start_parent_run(cfg, "curves")
+    stage = runs.start_stage_run(cfg, parent, 8)
     with MlflowStageLogger(cfg.tracking.uri, stage) as logger:
         for tick in range(1, 4):
             logger.log_metrics({k: 0.1 * tick for k in TICK_METRICS}, step_kimg=0.1 * tick)
             logger.log_image(np.full((8, 8, 3), 40 * tick, np.uint8), "grids", step_kimg=0.1 * tick)
     result = {"swd_levels": [4.0], "swd_avg": 4.0, "ms_ssim": 0.25}
-    tr.log_stage_result(cfg, parent, stage, 8, result, stage_kimg=0.4, grid=np.zeros((16, 16, 3), np.uint8))
-    tr.log_run_artifacts(cfg, parent, {"run_id": "curves", "config": {"storage": {"secret_access_key": "x"}}})
+    runs.log_stage_result(cfg, parent, stage, 8, result, stage_kimg=0.4, grid=np.zeros((16, 16, 3), np.uint8))
+    runs.log_run_artifacts(cfg, parent, {"run_id": "curves", "config": {"storage": {"secret_access_key": "x"}}})
 
-    client = tr.client_for(mlflow_server.url)
+    client = client_for(mlflow_server.url)
     for name in TICK_METRICS:
         assert [m.step for m in client.get_metric_history(stage, name)] == [100, 200, 300], name
     assert images_logged(client, stage, "grids") == [100, 200, 300]
@@ -134,12 +135,12 @@ def steps_of(client, run_id: str, key: str) -> list[int]:
 def test_logger_drops_records_with_a_warning_when_the_server_goes_away_and_never_blocks(
         mlflow_server, monkeypatch, caplog):
     cfg = server_config(mlflow_server.url)
-    stage = tr.start_stage_run(cfg, tr.start_parent_run(cfg, "outage"), 4)
+    stage = runs.start_stage_run(cfg, runs.start_parent_run(cfg, "outage"), 4)
     proxy = Proxy(int(mlflow_server.url.rsplit(":", 1)[1]))
     logger = MlflowStageLogger(proxy.url, stage, attempts=2, backoff_s=0.2, flush_timeout_s=60)
     logger.log_metrics({"d_loss": 1.0}, step_kimg=0.1)
     deadline = time.monotonic() + 120
-    client = tr.client_for(mlflow_server.url)
+    client = client_for(mlflow_server.url)
     while steps_of(client, stage, "d_loss") != [100] and time.monotonic() < deadline:
         time.sleep(0.2)
     assert steps_of(client, stage, "d_loss") == [100], "the first record never arrived"
@@ -152,7 +153,7 @@ def test_logger_drops_records_with_a_warning_when_the_server_goes_away_and_never
             logger.log_metrics({"d_loss": 1.0 / tick}, step_kimg=0.1 * tick)
             logger.log_image(np.zeros((4, 4, 3), np.uint8), "grids", step_kimg=0.1 * tick)
         assert time.monotonic() - started < 2.0                 # training is not held up
-        with caplog.at_level(logging.WARNING, logger="pggan.mlflow_logger"):
+        with caplog.at_level(logging.WARNING, logger="pggan.tracking.stage_logger"):
             logger.close()                                      # returns; raises nothing
 
     assert steps_of(client, stage, "d_loss") == [100]
@@ -162,7 +163,7 @@ def test_logger_drops_records_with_a_warning_when_the_server_goes_away_and_never
 
 def test_logger_retries_through_a_short_outage_and_delivers_everything(mlflow_server, monkeypatch):
     cfg = server_config(mlflow_server.url)
-    stage = tr.start_stage_run(cfg, tr.start_parent_run(cfg, "hiccup"), 4)
+    stage = runs.start_stage_run(cfg, runs.start_parent_run(cfg, "hiccup"), 4)
     proxy = Proxy(int(mlflow_server.url.rsplit(":", 1)[1]))
     with monkeypatch.context() as env:
         fail_fast(env)
@@ -172,5 +173,5 @@ def test_logger_retries_through_a_short_outage_and_delivers_everything(mlflow_se
         time.sleep(1.0)
         proxy.reopen()                                          # ... and back within the retry window
         logger.close()
-    assert steps_of(tr.client_for(mlflow_server.url), stage, "g_loss") == [200]
+    assert steps_of(client_for(mlflow_server.url), stage, "g_loss") == [200]
     assert logger.dropped == 0

@@ -23,11 +23,11 @@ import pytest
 
 from cluster.local.localcluster import MARKER, LocalCluster
 from pggan import storage as st
-from pggan import tracking as tr
 from pggan.checkpoint import load_checkpoint
 from pggan.config import StorageConfig
-from pggan.registry import ALIAS_CHAMPION, ALIAS_NEWEST
-from pggan.runlog import read_jsonl
+from pggan.stage_log import read_jsonl
+from pggan.tracking.client import client_for
+from pggan.tracking.registry import ALIAS_CHAMPION, ALIAS_NEWEST
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
@@ -221,7 +221,7 @@ def assert_run_complete(c: LocalCluster, root: str, name: str, stages: list[int]
         assert set(entry["metrics"]) >= {"swd_avg", "ms_ssim"}
         assert st.exists(entry["samples"], storage)
 
-    client = tr.client_for(c.env["MLFLOW_TRACKING_URI"])
+    client = client_for(c.env["MLFLOW_TRACKING_URI"])
     tracking = run["tracking"]
     parent = client.get_run(tracking["mlflow_parent_run_id"])
     assert parent.info.status == "FINISHED" and parent.data.tags["pggan.run_id"] == name

@@ -69,9 +69,10 @@ def test_ray_job_submit_runs_the_pipeline_to_a_complete_manifest_on_s3(ray_head,
     root = make_bucket() + "/pggan"
     s3_env = {k: os.environ[k] for k in S3_KEYS}
     tracking = f"sqlite:///{tmp_path}/mlflow.db"                    # one machine: a local database is shared
+    # The README's form of --config: pipelines/configs is a link to pggan/presets, which the working_dir copy keeps.
     cmd = [str(BIN / "ray"), "job", "submit", "--address", ray_head["RAY_API_SERVER_ADDRESS"],
            "--working-dir", ".", "--runtime-env-json", json.dumps({"env_vars": s3_env}), "--",
-           "python", "pipelines/full_run.py", "--config", "tiny.yaml", "--run-id", "job",
+           "python", "pipelines/full_run.py", "--config", "pipelines/configs/tiny.yaml", "--run-id", "job",
            "--set", f"storage.root={root}", "--set", f"tracking.uri={tracking}"]
     done = subprocess.run(cmd, cwd=REPO, env=ray_head, capture_output=True, text=True, timeout=800)
     assert done.returncode == 0, (done.stdout[-4000:], done.stderr[-2000:])

@@ -130,7 +130,7 @@ def pggan_argv(words: list[str]) -> list[str] | None:
 
 def check_options_and_config(cmd: Command, words: list[str]) -> None:
     """Parse with the real parser, then validate the config as the command would before doing anything."""
-    from pggan.cli import build_parser
+    from pipelines.cli import build_parser
 
     argv = pggan_argv(words)
     if argv is None:
@@ -180,7 +180,7 @@ def check_config(args) -> None:
         sw.build_space(cfg, fade=args.fade_kimg, stabilize=args.stabilize_kimg, total=args.total_kimg,
                        per_res=args.per_res, search=args.search)
     if args.command == "train" and args.run_id:
-        from pggan.runs import check_run_id
+        from pggan.run_manifest import check_run_id
 
         check_run_id(args.run_id)
 
@@ -228,7 +228,7 @@ def run_command(cmd: Command, cwd: Path) -> subprocess.CompletedProcess:
         if cmd.text.startswith(prefix):
             setup(cwd)
     words = cmd.words
-    program = [sys.executable, "-m", "pggan.cli"] if words[0] == "pggan" else \
+    program = [sys.executable, "-m", "pipelines.cli"] if words[0] == "pggan" else \
         [sys.executable] if words[0] == "python" else [words[0]]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS" and not k.startswith("MLFLOW_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)

@@ -8,7 +8,7 @@ import pytest
 from pggan import storage as st
 from pggan.checkpoint import load_checkpoint
 from pggan.dataset import dataset_url
-from pggan.runlog import read_jsonl
+from pggan.stage_log import read_jsonl
 from pipelines.runtime import worker_config
 from pipelines.train_stage import StageJob, run_stage
 from train_helpers import tiny_config

@@ -5,7 +5,7 @@ import os
 
 from pggan import storage as st
 from pggan.config import PipelineConfig, load_config
-from pggan.runlog import read_jsonl
+from pggan.stage_log import read_jsonl
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

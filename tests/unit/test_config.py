@@ -1,27 +1,47 @@
 """Config: presets load, overrides apply, and every impossible value is an error that names its key."""
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from pggan.config import (CONFIG_DIR, PAPER_BATCH_SIZE, ConfigError, PipelineConfig, config_from_dict,
+from pggan.config import (PAPER_BATCH_SIZE, PRESETS, ConfigError, PipelineConfig, config_from_dict,
                           config_to_dict, flat_params, load_config, validate_data)
 from pggan.secret_keys import redact_secrets
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "tiny.yaml", "celeba-hq-1024.yaml"])
 def test_every_preset_loads_and_round_trips(name):
-    cfg = load_config(CONFIG_DIR / name)
+    cfg = load_config(name)
     assert isinstance(cfg, PipelineConfig)
     assert config_from_dict(config_to_dict(cfg, redact=False)) == cfg
 
 
 def test_default_config_is_the_demo():
-    assert load_config() == load_config(CONFIG_DIR / "demo.yaml")
+    assert load_config() == load_config("demo.yaml")
+
+
+def test_presets_are_package_data_and_the_checkouts_pipelines_configs_is_the_same_folder(tmp_path, monkeypatch):
+    repo = Path(__file__).resolve().parents[2]
+    assert {p.name for p in PRESETS.iterdir()} >= {"demo.yaml", "tiny.yaml", "celeba-hq-1024.yaml"}
+    assert str(PRESETS).startswith(str(repo / "pggan"))                # found inside the package, not by layout
+    link = repo / "pipelines" / "configs"
+    assert link.is_symlink() and link.readlink() == Path("../pggan/presets")   # relative: survives copies
+    assert load_config(link / "tiny.yaml") == load_config("tiny.yaml")
+    monkeypatch.chdir(tmp_path)                                         # a bare name works from anywhere
+    assert load_config("tiny.yaml").data.resolution == load_config(link / "tiny.yaml").data.resolution
+
+
+def test_a_missing_config_file_names_it_and_the_presets(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "nope.yaml")
+    message = str(e.value)
+    assert "nope.yaml" in message and "cannot read it" in message
+    assert all(name in message for name in ("demo.yaml", "tiny.yaml", "celeba-hq-1024.yaml"))
 
 
 def test_paper_preset_has_the_paper_network_and_schedule():
-    cfg = load_config(CONFIG_DIR / "celeba-hq-1024.yaml")
+    cfg = load_config("celeba-hq-1024.yaml")
     assert cfg.data.resolution == 1024
     assert [cfg.model.channels(2 ** k) for k in range(2, 11)] == [512, 512, 512, 512, 256, 128, 64, 32, 16]
     assert (cfg.schedule.fade_kimg, cfg.schedule.stabilize_kimg) == (600, 600)
@@ -137,7 +157,7 @@ def test_ingest_commands_take_any_resolution_whatever_the_training_schedule(argv
 def test_cli_bad_config_is_one_clear_line_without_traceback(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("model:\n  latent_dimm: 3\n")
-    r = subprocess.run([sys.executable, "-m", "pggan.cli", "summary", "--config", str(bad)],
+    r = subprocess.run([sys.executable, "-m", "pipelines.cli", "summary", "--config", str(bad)],
                        capture_output=True, text=True)
     assert r.returncode != 0
     assert "Traceback" not in r.stderr

@@ -6,8 +6,8 @@ import pytest
 
 import pipelines.full_run as full_run
 import pipelines.tune_schedule as tune_schedule
-from pggan.tracking import TrackingError
-from pipelines.ingest_checks import IngestError
+from pggan.tracking.client import TrackingError
+from pggan.storage_checks import IngestError
 
 
 class _Impostor:

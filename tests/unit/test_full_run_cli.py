@@ -69,7 +69,7 @@ def help_text(*args: str) -> str:
 
 
 def test_pggan_train_takes_full_runs_arguments_with_the_same_help():
-    train = help_text("-m", "pggan.cli", "train")
+    train = help_text("-m", "pipelines.cli", "train")
     assert train.startswith("usage: pggan train [-h] [--config FILE] [--set KEY=VALUE] [--run-id RUN_ID]")
     for text in ("--config", "--set", "--run-id", "data.source", "storage.root", "tracking.uri", "scaling.*",
                  "Exit status"):
@@ -79,7 +79,7 @@ def test_pggan_train_takes_full_runs_arguments_with_the_same_help():
 
 
 def test_pggan_train_with_an_unknown_key_exits_2_naming_it_before_ray_is_imported(tmp_path):
-    code = ("import sys; from pggan.cli import main; status = main(['train', '--set', 'schedule.no_such_key=1', "
+    code = ("import sys; from pipelines.cli import main; status = main(['train', '--set', 'schedule.no_such_key=1', "
             f"'--set', 'storage.root={tmp_path}']); print('ray' in sys.modules); sys.exit(status)")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pggan.config import load_config
-from pggan.registry import (TAG_DATASET, TAG_EVAL_IMAGES, TAG_EVAL_SEED, TAG_RESOLUTION, TAG_SWD, champion_decision,
-                            protocol_tags)
+from pggan.tracking.registry import (TAG_DATASET, TAG_EVAL_IMAGES, TAG_EVAL_SEED, TAG_RESOLUTION, TAG_SWD,
+                                     champion_decision, protocol_tags)
 
 FACES_256 = {TAG_SWD: "20.0", TAG_DATASET: "faces-256", TAG_RESOLUTION: "256", TAG_EVAL_IMAGES: "1000",
              TAG_EVAL_SEED: "0"}

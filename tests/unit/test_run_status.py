@@ -7,38 +7,39 @@ import os
 import subprocess
 import sys
 
-from pggan import runs
+from pggan import run_manifest
 from pggan import storage as st
 from pggan.config import load_config
-from pggan.runlog import append_jsonl, stage_log_url
+from pggan.stage_log import append_jsonl, stage_log_url
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def pggan(*args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": REPO}
-    return subprocess.run([sys.executable, "-m", "pggan.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "pipelines.cli", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, env=env)
 
 
 def half_done_run(root: str) -> str:
     """A tiny run as full_run leaves it mid-way: 4x4 done and evaluated, 8x8 training (a checkpoint and a tick)."""
     cfg = load_config("tiny.yaml", [f"storage.root={root}"])
-    run = runs.new_run(cfg, "r1", [4, 8], f"file://{root}/datasets/synthetic-128-16-s0-8")
-    final4 = st.join(runs.run_url(root, "r1"), "stages", "r0004", "nimg-0000000208")
-    runs.mark_stage(run, 4, "done", checkpoint=final4, nimg=208, train_seconds=41.7,
-                    samples=st.join(runs.run_url(root, "r1"), "samples", "r0004.png"),
-                    metrics={"swd_levels": [12.3456, 20.0], "swd_avg": 16.1728, "ms_ssim": 0.4321, "num_images": 64})
-    runs.mark_stage(run, 8, "running")
+    run = run_manifest.new_run(cfg, "r1", [4, 8], f"file://{root}/datasets/synthetic-128-16-s0-8")
+    final4 = st.join(run_manifest.run_url(root, "r1"), "stages", "r0004", "nimg-0000000208")
+    run_manifest.mark_stage(run, 4, "done", checkpoint=final4, nimg=208, train_seconds=41.7,
+                            samples=st.join(run_manifest.run_url(root, "r1"), "samples", "r0004.png"),
+                            metrics={"swd_levels": [12.3456, 20.0], "swd_avg": 16.1728, "ms_ssim": 0.4321,
+                                     "num_images": 64})
+    run_manifest.mark_stage(run, 8, "running")
     run["status"] = "running"
-    runs.save_run(root, run)
+    run_manifest.save_run(root, run)
     stage8 = os.path.join(root, "runs", "r1", "stages", "r0008")
     os.makedirs(os.path.join(stage8, "nimg-0000000112"))
     with open(os.path.join(stage8, "nimg-0000000112", "meta.json"), "w") as f:
         json.dump({"stage_nimg": 112}, f)
     os.makedirs(os.path.join(stage8, "nimg-0000000128"))                 # being written: no meta.json yet
     append_jsonl(st.join(stage_log_url(root, "r1", 8), "metrics.jsonl"), {"kimg": 0.112, "d_loss": 0.5})
-    return st.join(runs.run_url(root, "r1"), "stages", "r0008", "nimg-0000000112")
+    return st.join(run_manifest.run_url(root, "r1"), "stages", "r0008", "nimg-0000000112")
 
 
 def test_status_shows_each_stage_its_images_metrics_and_checkpoints(tmp_path):

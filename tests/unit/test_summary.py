@@ -6,10 +6,10 @@ import re
 import pytest
 import torch
 
-from pggan.cli import COMMANDS, main
 from pggan.config import ModelConfig
 from pggan.nn.networks import Discriminator, Generator
 from pggan.nn.summary import format_count, model_summaries, summarize
+from pipelines.cli import COMMANDS, main
 
 
 def run_cli(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
@@ -91,3 +91,25 @@ def test_every_registered_command_has_help_text(capsys: pytest.CaptureFixture) -
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert all(name in out for name in COMMANDS)
+
+
+def test_the_pggan_console_script_is_this_command_line() -> None:
+    import importlib
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text())
+    module, _, name = pyproject["project"]["scripts"]["pggan"].partition(":")
+    assert getattr(importlib.import_module(module), name) is main
+
+
+def test_summary_imports_no_pipeline_module_and_no_ray() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; from pipelines.cli import main; status = main(['summary', '--resolution', '8']); "
+            "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith(('ray.', 'pipelines.')))); "
+            "sys.exit(status)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "['pipelines.cli']"     # only the chosen command's imports

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from pggan import sweep_tracking as stk
-from pggan import tracking as tr
 from pggan.config import load_config
+from pggan.tracking import client as tr
+from pggan.tracking import sweep as stk
 
 SOURCE = "s3://AKIAEXAMPLEKEY:wJalrXUtn/K7MDENG@minio.local:9000/faces"     # an AWS-style secret holds a "/"
 SECRETS = ("AKIAEXAMPLEKEY", "wJalrXUtn", "K7MDENG", "hunter2", "topsecret")

@@ -7,8 +7,9 @@ import os
 import numpy as np
 from PIL import Image
 
-from pggan import cli, synthetic
+from pggan import synthetic
 from pggan.config import config_from_dict
+from pipelines import cli
 from pipelines.ingest import resolve_source
 
 

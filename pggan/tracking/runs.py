@@ -1,13 +1,12 @@
-"""MLflow tracking for a pipeline run: tracking URI, reachability, parent/stage runs, stage results and artifacts.
+"""MLflow runs of a pipeline run: the experiment, the parent run per run id, one nested run per stage, stage-end
+metrics and artifacts (the run manifest and config). Idempotent: a resumed pipeline run finds its runs by tag.
 
-The rank-0 per-tick logger is pggan.mlflow_logger.MlflowStageLogger; the model registry is pggan.registry.
+The rank-0 per-tick logger is pggan.tracking.stage_logger; the model registry is pggan.tracking.registry.
 """
 from __future__ import annotations
 
 import logging
 import os
-import re
-import threading
 import time
 from typing import Any, Mapping
 
@@ -19,7 +18,8 @@ from mlflow.exceptions import MlflowException
 from pggan import storage as st
 from pggan.config import PipelineConfig, config_to_dict, flat_params
 from pggan.schedule import stage_plan
-from pggan.secret_keys import redact_secrets
+from pggan.tracking.client import (ARTIFACTS_DIR, TrackingError, client_for, find_run, redact, resolve_tracking_uri,
+                                   scrub, sqlite_path)
 
 log = logging.getLogger(__name__)
 
@@ -28,126 +28,6 @@ TAG_KIND = "pggan.kind"                 # "pipeline" (parent) or "stage" (child)
 TAG_STAGE = "pggan.stage"               # The stage's resolution, on child runs.
 TAG_PARENT = "mlflow.parentRunId"       # MLflow's own nesting tag.
 TAG_ERROR = "pggan.error"               # Why a run ended FAILED / KILLED; removed when the run is resumed.
-DB_NAME = "mlflow.db"
-ARTIFACTS_DIR = "mlartifacts"
-# The "user:pass@" of "scheme://user:pass@host"; a password may hold unescaped "/" (AWS secret keys often do).
-_CREDENTIALS_RE = re.compile(r"(?<=://)(?:[^\s/@:]+:[^\s@]*|[^\s/@]+)@")
-_SAFE_ID_RE = re.compile(r"^[A-Za-z0-9._:-]+$")
-
-
-class TrackingError(RuntimeError):
-    """The tracking setup cannot work (bad URI, unreachable server); raised before training starts."""
-
-
-def redact(text: str) -> str:
-    """Drop `user:password@` from any URL inside `text` and blank secret settings (secret_keys.redact_secrets), for
-    messages, params and tags."""
-    return _CREDENTIALS_RE.sub("***@", redact_secrets(str(text)))
-
-
-def client_for(uri: str) -> MlflowClient:
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Where runs go.
-
-def resolve_tracking_uri(cfg: PipelineConfig) -> str:
-    """tracking.uri, else MLFLOW_TRACKING_URI, else sqlite:////ABS/{storage.root}/mlflow.db (local roots only).
-
-    The result is absolute (a server URL or an absolute sqlite path) so Ray workers, whose working directory
-    differs from the driver's, log to the same place.
-    """
-    uri = cfg.tracking.uri or os.environ.get("MLFLOW_TRACKING_URI", "")
-    if uri:
-        return absolute_tracking_uri(uri)
-    protocol, path = st.split_url(cfg.storage.root)
-    if protocol != "file":
-        raise TrackingError(f"tracking.uri is empty and storage.root is {cfg.storage.root!r} (not a local path): "
-                            "an embedded SQLite database cannot live in object storage. Start an MLflow server "
-                            "and set tracking.uri (e.g. --set tracking.uri=http://mlflow-host:5000) or "
-                            "MLFLOW_TRACKING_URI.")
-    return f"sqlite:///{path.rstrip('/')}/{DB_NAME}"
-
-
-def absolute_tracking_uri(uri: str) -> str:
-    """A relative sqlite path becomes absolute; a bare path or file:// store (unsupported by MLflow 3) is an error."""
-    if uri.startswith("sqlite:///"):
-        path = uri[len("sqlite:///"):]
-        return uri if path.startswith("/") else "sqlite:///" + os.path.abspath(path)
-    if "://" not in uri and uri != "databricks" and not uri.startswith("databricks"):
-        raise TrackingError(f"tracking uri {redact(uri)!r} is a path, not a tracking URI: use "
-                            f"sqlite:///{os.path.abspath(uri)}/{DB_NAME} or an MLflow server URL http://host:5000")
-    if uri.startswith("file:"):
-        raise TrackingError(f"tracking uri {redact(uri)!r}: MLflow 3 no longer supports the file store as a "
-                            "tracking backend; use sqlite:////abs/path/mlflow.db or an MLflow server URL")
-    return uri
-
-
-def sqlite_path(uri: str) -> str | None:
-    """The database file of a sqlite:/// URI, else None."""
-    return uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else None
-
-
-def check_tracking_reachable(uri: str, timeout_s: float = 5.0) -> None:
-    """Raise TrackingError (saying what to do) unless the tracking backend answers within `timeout_s`."""
-    db = sqlite_path(uri)
-    if db is not None:
-        folder = os.path.dirname(db) or "."
-        try:
-            os.makedirs(folder, exist_ok=True)
-        except OSError as e:
-            raise TrackingError(f"tracking database {db}: cannot create its folder ({e.strerror})") from None
-        if not os.access(folder, os.W_OK):
-            raise TrackingError(f"tracking database {db}: folder {folder} is not writable; fix its permissions "
-                                "or set tracking.uri elsewhere")
-        return
-    if uri.startswith(("http://", "https://")):
-        _check_http(uri, timeout_s)
-        return
-    _check_with_client(uri, timeout_s)
-
-
-def _check_http(uri: str, timeout_s: float) -> None:
-    import requests
-
-    url = uri.rstrip("/") + "/health"
-    try:
-        response = requests.get(url, timeout=timeout_s)
-    except requests.RequestException as e:
-        raise TrackingError(f"MLflow tracking server {redact(uri)} is not reachable within {timeout_s:g} s "
-                            f"({type(e).__name__}): start it (mlflow server --host HOST --port PORT) or fix "
-                            "tracking.uri / MLFLOW_TRACKING_URI") from None
-    if response.status_code != 200:
-        raise TrackingError(f"{redact(url)} answered HTTP {response.status_code}, not 200: is {redact(uri)} an "
-                            "MLflow tracking server? Fix tracking.uri / MLFLOW_TRACKING_URI")
-
-
-def _check_with_client(uri: str, timeout_s: float) -> None:
-    outcome: dict[str, Any] = {}
-
-    def probe() -> None:
-        try:
-            client_for(uri).search_experiments(max_results=1)
-            outcome["ok"] = True
-        except Exception as e:  # any failure is reported below with its type
-            outcome["error"] = e
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(timeout_s)
-    if "ok" in outcome:
-        return
-    why = f"{type(outcome['error']).__name__}: {redact(outcome['error'])}" if "error" in outcome else "no answer"
-    raise TrackingError(f"tracking backend {redact(uri)} did not answer within {timeout_s:g} s ({why}); "
-                        "fix tracking.uri / MLFLOW_TRACKING_URI")
-
-
-def run_hooks(cfg: PipelineConfig):
-    """The pipeline's RunHooks with MLflow behind them (found by pggan.runlog.make_run_hooks)."""
-    from pggan.tracking_hooks import MlflowRunHooks
-
-    return MlflowRunHooks(cfg)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -168,15 +48,6 @@ def ensure_experiment(uri: str, name: str) -> str:
         if found is None:
             raise TrackingError(f"cannot create MLflow experiment {name!r} at {redact(uri)}: {redact(e)}") from None
         return found.experiment_id
-
-
-def _find_run(client: MlflowClient, experiment_id: str, tags: Mapping[str, str]) -> str | None:
-    for value in tags.values():
-        if not _SAFE_ID_RE.match(value):
-            raise TrackingError(f"run id {value!r}: use letters, digits, '.', '_', ':' or '-' only")
-    query = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-    runs = client.search_runs([experiment_id], filter_string=query, max_results=2, order_by=["start_time ASC"])
-    return runs[0].info.run_id if runs else None
 
 
 def _resume(client: MlflowClient, run_id: str) -> None:
@@ -206,7 +77,7 @@ def start_parent_run(cfg: PipelineConfig, run_id: str) -> str:
     client = client_for(uri)
     experiment_id = ensure_experiment(uri, cfg.tracking.experiment)
     tags = {TAG_RUN_ID: run_id, TAG_KIND: "pipeline"}
-    mlflow_id = _find_run(client, experiment_id, tags)
+    mlflow_id = find_run(client, experiment_id, tags)
     if mlflow_id is None:
         mlflow_id = client.create_run(experiment_id, run_name=run_id, tags=tags).info.run_id
     else:
@@ -222,7 +93,7 @@ def start_stage_run(cfg: PipelineConfig, parent_id: str, res: int) -> str:
     parent = client.get_run(parent_id)
     run_id = parent.data.tags[TAG_RUN_ID]
     tags = {TAG_PARENT: parent_id, TAG_RUN_ID: run_id, TAG_KIND: "stage", TAG_STAGE: str(res)}
-    mlflow_id = _find_run(client, parent.info.experiment_id, tags)
+    mlflow_id = find_run(client, parent.info.experiment_id, tags)
     if mlflow_id is None:
         mlflow_id = client.create_run(parent.info.experiment_id, run_name=f"{run_id}-r{res}", tags=tags).info.run_id
     else:
@@ -294,19 +165,6 @@ def log_stage_result(cfg: PipelineConfig, parent_id: str, stage_id: str, res: in
         client.log_image(parent_id, np.asarray(grid, dtype=np.uint8), key="samples", step=res)
     client.set_terminated(stage_id, status="FINISHED")
     return metrics
-
-
-def scrub(obj: Any) -> Any:
-    """A copy of a JSON-like value (a config dict, a manifest) with secrets blanked and credentials removed from
-    URLs: what may be logged to MLflow."""
-    def urls(o: Any) -> Any:
-        if isinstance(o, Mapping):
-            return {k: urls(v) for k, v in o.items()}
-        if isinstance(o, list):
-            return [urls(v) for v in o]
-        return redact(o) if isinstance(o, str) else o
-
-    return urls(redact_secrets(obj))
 
 
 def log_run_artifacts(cfg: PipelineConfig, parent_id: str, manifest: Mapping[str, Any]) -> None:

@@ -11,7 +11,8 @@ from typing import Any, Mapping
 import numpy as np
 from mlflow.entities import Metric
 
-from pggan.tracking import client_for, kimg_step, redact
+from pggan.tracking.client import TrackingError, client_for, redact, retry
+from pggan.tracking.runs import kimg_step
 
 log = logging.getLogger(__name__)
 
@@ -105,18 +106,11 @@ class MlflowStageLogger:
                     self._image_bytes -= record[1].nbytes
 
     def _send_with_retries(self, record: tuple) -> None:
-        for attempt in range(self.attempts):
-            try:
-                self._send(record)
-                return
-            except Exception as e:  # any tracking failure: retry, then drop - never reach training
-                error = e
-                if attempt + 1 < self.attempts:
-                    time.sleep(self.backoff_s * 2 ** attempt)
-        self.dropped += 1
-        log.warning("MLflow logging to run %s at %s failed %d times; dropped a %s record at step %s (%s: %s). "
-                    "Training continues.", self.run_id, redact(self.uri), self.attempts, record[0], record[-1],
-                    type(error).__name__, redact(str(error))[:300])
+        try:
+            retry(f"logging to run {self.run_id}", lambda: self._send(record), self.uri, self.attempts, self.backoff_s)
+        except TrackingError as e:  # dropped: a tracking failure never reaches training
+            self.dropped += 1
+            log.warning("%s; dropped a %s record at step %s. Training continues.", e, record[0], record[-1])
 
     def _send(self, record: tuple) -> None:
         if record[0] == "metrics":

@@ -1,5 +1,6 @@
 """Where a run reports: the StageLogger interface (rank 0's per-tick metrics and grids), its JSONL + PNG
-implementation under the run folder, and the RunHooks hand-off to experiment tracking and the model registry.
+implementation under the run folder, and the RunHooks interface to experiment tracking and the model registry
+(MLflow behind it: pggan.tracking.hooks; this module knows nothing of MLflow).
 
 Run folder layout written here: {root}/runs/{run_id}/logs/r{res:04d}/metrics.jsonl (one JSON object per tick),
 .../r{res:04d}/grids/kimg{kimg:08.2f}.png, and .../r{res:04d}/resume.jsonl (one line per (re)start of the stage:
@@ -15,7 +16,7 @@ import numpy as np
 
 from pggan import imaging
 from pggan import storage as st
-from pggan.config import PipelineConfig, StorageConfig
+from pggan.config import StorageConfig
 
 
 @runtime_checkable
@@ -105,7 +106,7 @@ class FanoutLogger:
 class RunHooks:
     """What full_run tells experiment tracking, at fixed points of a run; this base class does nothing.
 
-    pggan.tracking provides `run_hooks(cfg) -> RunHooks` with MLflow behind it. Every method must be idempotent
+    pggan.tracking.hooks.make_run_hooks(cfg) returns the MLflow implementation. Every method must be idempotent
     (a resumed run calls them again) and must be picklable (stage_logger runs in the rank-0 Ray worker).
     """
 
@@ -136,15 +137,3 @@ class RunHooks:
     def abort_run(self, run: Mapping[str, Any], status: str, reason: str) -> None:
         """The run stopped early: status "FAILED" (an error) or "KILLED" (interrupted); close what start_run and
         start_stage opened. Must not raise; a rerun of the run id reopens what it continues."""
-
-
-def make_run_hooks(cfg: PipelineConfig) -> RunHooks:
-    """pggan.tracking.run_hooks(cfg) when the tracking module provides it, else the do-nothing hooks."""
-    try:
-        from pggan import tracking
-    except ModuleNotFoundError as e:
-        if e.name not in ("pggan.tracking", "mlflow"):
-            raise
-        return RunHooks()
-    factory = getattr(tracking, "run_hooks", None)
-    return factory(cfg) if factory is not None else RunHooks()

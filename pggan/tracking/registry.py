@@ -1,20 +1,20 @@
 """The final generator in the MLflow Model Registry: log it as a model, register a version, move `newest`/`champion`."""
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import mlflow
 import torch
 from mlflow.exceptions import MlflowException
 from mlflow.models import Model
 
-from pggan import serving
 from pggan.config import PipelineConfig
-from pggan.tracking import TAG_RUN_ID, client_for, redact, resolve_tracking_uri
+from pggan.tracking import serving
+from pggan.tracking.client import client_for, redact, resolve_tracking_uri, using_tracking_uri
+from pggan.tracking.runs import TAG_RUN_ID
 
 log = logging.getLogger(__name__)
 
@@ -37,20 +37,6 @@ class Registration:
     version: str | None
     champion: bool = False
     reason: str = ""
-
-
-@contextlib.contextmanager
-def using_tracking_uri(uri: str | None) -> Iterator[None]:
-    """Point MLflow's fluent API (and model loading) at `uri` for the block; None leaves it as it is."""
-    if uri is None:
-        yield
-        return
-    previous = mlflow.get_tracking_uri() if mlflow.is_tracking_uri_set() else None
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield
-    finally:
-        mlflow.set_tracking_uri(previous)
 
 
 def log_generator_model(G: torch.nn.Module, uri: str, run_id: str, name: str = MODEL_ARTIFACT) -> str:

@@ -1,4 +1,6 @@
-"""Fail-fast storage checks for ingest: probe the root and list the source before any Ray work; one-line errors."""
+"""Fail-fast storage checks before an ingest starts any Ray work: the storage root is reachable (its bucket
+exists), the source folder lists usable files; storage exceptions become one-line IngestErrors naming the URL and
+the setting to fix (never a secret)."""
 
 from __future__ import annotations
 

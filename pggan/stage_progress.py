@@ -4,19 +4,33 @@ from __future__ import annotations
 
 import os
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pggan import storage as st
 from pggan.imaging import sample_grid_image, to_uint8
-from pggan.runlog import FanoutLogger, JsonlStageLogger, append_jsonl
 from pggan.sampling import generate, sample_latents
 from pggan.schedule import StagePlan, next_boundary, phase_at
+from pggan.stage_log import FanoutLogger, JsonlStageLogger, RunHooks, append_jsonl
 from pggan.stage_nets import StageNets
 
 if TYPE_CHECKING:
-    from pipelines.train_stage import StageJob
+    from pggan.config import PipelineConfig
 
 BAR_WIDTH = 20
+
+
+class StageJob(Protocol):
+    """What progress reporting needs of a stage (pipelines.train_stage.StageJob provides it)."""
+    cfg: PipelineConfig
+    res: int
+    stage_id: str | None                 # tracking's id of the stage
+    hooks: RunHooks | None               # tracking: hooks.stage_logger(res, stage_id) on rank 0
+
+    @property
+    def name(self) -> str: ...           # r0032: the prefix of console lines
+
+    @property
+    def log_url(self) -> str: ...        # the stage's log folder (metrics.jsonl, resume.jsonl, ranks.json)
 
 
 def _duration(seconds: float) -> str:

@@ -1,34 +1,20 @@
-"""The `pggan` command line: one small (add_args, run) pair per subcommand, registered in COMMANDS."""
+"""The `pggan` command line, on top of the library (pggan) and the Ray pipelines: one small (add_args, run) pair
+per subcommand, registered in COMMANDS. Only the chosen subcommand's arguments are built, and each imports its
+pipeline module inside its functions, so `pggan summary` or a bad config never imports Ray. Nothing imports this
+module but the `pggan` console script (and `python -m pipelines.cli`)."""
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
+from typing import Callable, Sequence
 
 import yaml
 
-from pggan.config import ConfigError, PipelineConfig, load_config
+from pggan.config import ConfigError
+from pggan.config_args import add_config_args, add_tracking_uri_arg, config_from_args
 
 AddArgs = Callable[[argparse.ArgumentParser], None]
 Run = Callable[[argparse.Namespace], int]
-
-
-def add_config_args(parser: argparse.ArgumentParser) -> None:
-    """--config FILE and repeatable --set section.key=value, shared by every subcommand that reads a config."""
-    parser.add_argument("--config", metavar="FILE", default=None,
-                        help="YAML preset (default: pipelines/configs/demo.yaml; a bare name is looked up there)")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], dest="overrides",
-                        help="override one setting, e.g. --set data.resolution=64 (repeatable)")
-
-
-def config_from_args(args: argparse.Namespace) -> PipelineConfig:
-    return load_config(args.config, args.overrides)
-
-
-def add_tracking_uri_arg(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--tracking-uri", default=None,
-                        help="MLflow tracking URI for models:/ URIs (default: MLFLOW_TRACKING_URI, else the "
-                             "config's tracking.uri or the SQLite file under storage.root)")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -86,31 +72,19 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# evaluate (the work is in pipelines/evaluate.py)
+# evaluate (the arguments are in pipelines/evaluate.py, the work in pggan.evaluation)
 
 def add_evaluate_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", "--checkpoint", dest="model", required=True,
-                        help="models:/NAME@ALIAS (e.g. models:/pggan@champion), runs:/ID/generator, or a stage "
-                             "checkpoint folder/URL ({root}/runs/ID/stages/r0008/nimg-...); --checkpoint is an alias")
-    parser.add_argument("--dataset", required=True, help="an ingested data set URL ({root}/datasets/NAME)")
-    parser.add_argument("--num-images", type=int, default=None,
-                        help="real and generated images compared, at least 2, capped at half the level so that the "
-                             "real-vs-real reference has two disjoint halves (default: the config's eval.num_images; "
-                             "the paper: 16384)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="latent and metric seed; the same seed gives the same numbers (default: eval.seed)")
-    parser.add_argument("--resolution", type=int, default=None,
-                        help="data set level to compare at (default: the generator's; a lower one box-downsamples "
-                             "the generated images)")
-    add_tracking_uri_arg(parser)
-    add_config_args(parser)  # storage.* (S3 endpoint, keys), tracking.uri
+    from pipelines.evaluate import add_args
+
+    add_args(parser)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Print one JSON line: SWD by resolution, swd_ratio and MS-SSIM of a generator against a data set."""
     from pipelines.evaluate import run
 
-    return run(args, config_from_args(args))
+    return run(args, prog="pggan evaluate")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -195,7 +169,7 @@ def run_status(args: argparse.Namespace) -> int:
     import json
     from dataclasses import replace
 
-    from pggan import runs
+    from pggan import run_manifest as runs
     from pggan.run_status import format_status, run_status as status_of
 
     cfg = config_from_args(args)
@@ -224,20 +198,25 @@ COMMANDS: dict[str, tuple[AddArgs, Run]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The `pggan` parser. Given the command line, only its subcommand's arguments are added (and only its
+    pipeline module imported); without, every subcommand's."""
+    chosen = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
     parser = argparse.ArgumentParser(prog="pggan", description="Progressive Growing of GANs on Ray.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (add_args, run) in COMMANDS.items():
         doc = (run.__doc__ or "").strip().splitlines()
         p = sub.add_parser(name, help=doc[0] if doc else None, description=doc[0] if doc else None)
-        add_args(p)
+        if argv is None or name == chosen:
+            add_args(p)
         p.set_defaults(run=run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `pggan` console script; returns the exit status (2 for a bad config)."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(argv).parse_args(argv)
     try:
         return args.run(args)
     except (ConfigError, yaml.YAMLError) as e:

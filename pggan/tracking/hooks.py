@@ -1,4 +1,5 @@
-"""MLflow behind the pipeline's RunHooks: parent run per run id, child run per stage, rank-0 logger, final model.
+"""MLflow behind the pipeline's RunHooks (`make_run_hooks(cfg)`): parent run per run id, child run per stage,
+rank-0 logger, final model.
 
 Only `check` (before training) and `end_run` (the final registration, after training) may fail the run. Every
 call in between is retried and, if MLflow stays down, warned about and skipped: tracking never stops training.
@@ -8,18 +9,17 @@ run manifest, and rerunning the run id then does only that step. A run that stop
 """
 from __future__ import annotations
 
-import logging
-import time
 from typing import Any, Callable, Mapping, TypeVar
 
 import numpy as np
 
-from pggan import tracking as tr
-from pggan.mlflow_logger import MlflowStageLogger
 from pggan.config import PipelineConfig
-from pggan.runlog import RunHooks, StageLogger
+from pggan.stage_log import RunHooks, StageLogger
+from pggan.tracking import runs
+from pggan.tracking.client import (TrackingError, check_tracking_reachable, client_for, redact,
+                                   resolve_tracking_uri, retry)
+from pggan.tracking.stage_logger import MlflowStageLogger
 
-log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 KEY_PARENT = "mlflow_parent_run_id"     # run.json["tracking"] keys written by these hooks.
@@ -33,28 +33,19 @@ class MlflowRunHooks(RunHooks):
 
     def __init__(self, cfg: PipelineConfig, attempts: int = 3, backoff_s: float = 2.0):
         self.cfg = cfg
-        self.uri = tr.resolve_tracking_uri(cfg)                 # absolute: workers log to the same place
+        self.uri = resolve_tracking_uri(cfg)                    # absolute: workers log to the same place
         self.attempts, self.backoff_s = attempts, backoff_s
 
     def _attempt(self, what: str, fn: Callable[[], T], attempts: int | None = None) -> T:
         """fn(), retried with backoff; raises TrackingError naming `what` and the server when every try failed."""
-        attempts = attempts or self.attempts
-        for attempt in range(attempts):
-            try:
-                return fn()
-            except Exception as e:  # any tracking failure: retry, then one clear error
-                error = e
-                if attempt + 1 < attempts:
-                    time.sleep(self.backoff_s * 2 ** attempt)
-        raise tr.TrackingError(f"MLflow {what} failed {attempts} time(s) at {tr.redact(self.uri)} "
-                               f"({type(error).__name__}: {tr.redact(str(error))[:300]})")
+        return retry(what, fn, self.uri, attempts or self.attempts, self.backoff_s)
 
     def _retry(self, what: str, fn: Callable[[], T], attempts: int | None = None,
                then: str = "training goes on. Resume the run id later to retry") -> T | None:
         """_attempt, but a failure is a warning (tracking must not end a run that is training); None then."""
         try:
             return self._attempt(what, fn, attempts)
-        except tr.TrackingError as e:
+        except TrackingError as e:
             print(f"[pggan] warning: {e}; {then}.", flush=True)
             return None
 
@@ -65,18 +56,18 @@ class MlflowRunHooks(RunHooks):
     # -- RunHooks -------------------------------------------------------------------------------------------------
 
     def check(self) -> None:
-        tr.check_tracking_reachable(self.uri)
+        check_tracking_reachable(self.uri)
 
     def start_run(self, run: Mapping[str, Any]) -> dict[str, Any]:
-        parent = tr.start_parent_run(self.cfg, run["run_id"])   # before training: a failure here fails the run
-        tr.log_run_artifacts(self.cfg, parent, run)
-        return {KEY_PARENT: parent, KEY_URI: tr.redact(self.uri)}
+        parent = runs.start_parent_run(self.cfg, run["run_id"])  # before training: a failure here fails the run
+        runs.log_run_artifacts(self.cfg, parent, run)
+        return {KEY_PARENT: parent, KEY_URI: redact(self.uri)}
 
     def start_stage(self, run: Mapping[str, Any], res: int) -> str | None:
         parent = self._parent(run)
         if parent is None:
             return None
-        return self._retry(f"start of stage {res}", lambda: tr.start_stage_run(self.cfg, parent, res))
+        return self._retry(f"start of stage {res}", lambda: runs.start_stage_run(self.cfg, parent, res))
 
     def stage_logger(self, res: int, stage_id: str | None) -> StageLogger | None:
         return MlflowStageLogger(self.uri, stage_id) if stage_id else None
@@ -88,9 +79,9 @@ class MlflowRunHooks(RunHooks):
             return
 
         def log_result() -> None:
-            tr.log_stage_result(self.cfg, parent, stage_id, res, result.get("metrics", {}),
+            runs.log_stage_result(self.cfg, parent, stage_id, res, result.get("metrics", {}),
                                 stage_kimg=result.get("nimg", 0) / 1000, grid=grid)
-            tr.log_run_artifacts(self.cfg, parent, run)
+            runs.log_run_artifacts(self.cfg, parent, run)
 
         self._retry(f"stage {res} results", log_result)
 
@@ -117,8 +108,8 @@ class MlflowRunHooks(RunHooks):
                        if s.get("tracking_id") and s["status"] != "done"]
 
         def close() -> None:
-            tr.log_run_artifacts(self.cfg, parent, run)
-            tr.end_open_runs(self.cfg, [*open_stages, parent], status, reason)
+            runs.log_run_artifacts(self.cfg, parent, run)
+            runs.end_open_runs(self.cfg, [*open_stages, parent], status, reason)
 
         self._retry(f"closing the run as {status}", close, attempts=1,
                     then="its MLflow runs stay RUNNING until the run id is resumed")
@@ -127,7 +118,7 @@ class MlflowRunHooks(RunHooks):
 
     def _registered_already(self, parent: str) -> dict[str, Any] | None:
         """What run.json keeps when this run logged (and registered) its generator before, else None."""
-        tags = tr.client_for(self.uri).get_run(parent).data.tags
+        tags = client_for(self.uri).get_run(parent).data.tags
         if tags.get("pggan.model_version"):
             return {KEY_VERSION: tags["pggan.model_version"]}
         if tags.get("pggan.model_uri") and not self.cfg.tracking.register:
@@ -136,17 +127,23 @@ class MlflowRunHooks(RunHooks):
 
     def _register(self, run: Mapping[str, Any], parent: str, G_ema: Any) -> dict[str, Any]:
         """Log the final EMA generator on the parent run and (tracking.register) register it."""
-        from pggan.registry import log_and_register_generator
+        from pggan.tracking.registry import log_and_register_generator
 
         last = max(int(k) for k in run["stages"])
         done = log_and_register_generator(G_ema, self.cfg, parent, run["stages"][str(last)].get("metrics", {}))
         if done.version is None:
-            return {"model_uri": tr.client_for(self.uri).get_run(parent).data.tags.get("pggan.model_uri")}
+            return {"model_uri": client_for(self.uri).get_run(parent).data.tags.get("pggan.model_uri")}
         return {KEY_VERSION: f"{self.cfg.tracking.model_name}/{done.version}",
                 KEY_CHAMPION: {"moved": done.champion, "reason": done.reason}}
 
     def _finish(self, run: Mapping[str, Any], parent: str, out: Mapping[str, Any]) -> None:
         final = {**run, "status": "done", "registration": {"status": "done"},
                  "tracking": {**run.get("tracking", {}), **out}}
-        tr.log_run_artifacts(self.cfg, parent, final)
-        tr.finish_run(self.cfg, parent, "FINISHED")
+        runs.log_run_artifacts(self.cfg, parent, final)
+        runs.finish_run(self.cfg, parent, "FINISHED")
+
+
+def make_run_hooks(cfg: PipelineConfig) -> RunHooks:
+    """The hooks a pipeline run reports through: MLflow tracking and the model registry. (The do-nothing base,
+    pggan.stage_log.RunHooks, is for callers that track nothing, e.g. tests passing hooks= to full_run.)"""
+    return MlflowRunHooks(cfg)
