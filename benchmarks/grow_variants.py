@@ -15,13 +15,13 @@ import time
 
 import torch
 
-from pggan import training
 from pggan.checkpoint import load_checkpoint
 from pggan.config import load_config
 from pggan.config_args import add_config_args
 from pggan.dataset import read_level_numpy
 from pggan.progressive import Tick, train_progressive
 from pggan.schedule import stage_plan
+from pggan.stage_nets import StageNets
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from quality import RatioEvaluator  # noqa: E402
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
           f"total {plan.total_nimg}", flush=True)
     cpu = {"start": time.process_time(), "eval": 0.0}
 
-    def on_tick(tick: Tick, nets: training.StageNets) -> None:
+    def on_tick(tick: Tick, nets: StageNets) -> None:
         c0 = time.process_time()
         train_cpu = c0 - cpu["start"] - cpu["eval"]                             # evaluation CPU left out
         r = {"arm": a.name, "nimg": tick.stage_nimg, "seconds": round(tick.seconds, 1),

@@ -32,16 +32,17 @@ from pggan import storage as st
 from pggan.checkpoint import build_generator, load_checkpoint
 from pggan.config import PipelineConfig, load_config
 from pggan.config_args import add_config_args
-from pggan.dataset import read_level_numpy, resolutions
+from pggan.dataset import read_level_numpy
 from pggan.imaging import ImageDecodeError, box_pyramid, decode_pyramid, square_resize, to_uint8
 from pggan.metrics.progress import common_level, compare_summaries, quality_summary
 from pggan.evaluation import compute_reference, memory_level, usable_size
 from pggan.metrics.reference import eval_indices, swd_ratio
 from pggan.metrics.swd import sliced_wasserstein
 from pggan.progressive import Tick, train_progressive
+from pggan.resolutions import resolutions
+from pggan.sampling import generate, sample_latents
 from pggan.schedule import stage_resolutions, total_nimg
 from pggan.synthetic import image_rng, synthetic_image
-from pggan.training import generate, sample_latents
 
 OPEN_ENDED_KIMG = 1e6            # final-stage stabilization when the time budget, not the schedule, ends a run
 

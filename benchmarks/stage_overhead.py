@@ -37,12 +37,14 @@ if __package__ in (None, ""):  # run as a script: make the repo root importable
 import torch  # noqa: E402
 
 from pggan import storage as st  # noqa: E402
-from pggan import training  # noqa: E402
+from pggan.batches import cycle_batches  # noqa: E402
 from pggan.config import PipelineConfig, load_config  # noqa: E402
 from pggan.dataset import dataset_url, read_level_numpy  # noqa: E402
 from pggan.imaging import to_float  # noqa: E402
 from pggan.stage_log import read_jsonl  # noqa: E402
 from pggan.schedule import stage_plan  # noqa: E402
+from pggan.stage_nets import build_stage  # noqa: E402
+from pggan.train_step import train_step  # noqa: E402
 
 
 def emit(**fields) -> None:
@@ -65,14 +67,14 @@ def plain_loop(cfg: PipelineConfig, res: int, kimg: float, threads: int) -> dict
     torch.set_num_threads(threads)
     plan = stage_plan(cfg, res)
     images = torch.from_numpy(read_level_numpy(dataset_url(cfg), res, cfg.storage))   # uint8 [N, R, R, 3]
-    nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, "cpu", init_seed=0)
-    stream = training.cycle_batches(iter(images.split(plan.batch_size)[:-1]), lambda: iter(()), plan.batch_size,
+    nets = build_stage(cfg.model, cfg.optim, res, plan.lr, "cpu", init_seed=0)
+    stream = cycle_batches(iter(images.split(plan.batch_size)[:-1]), lambda: iter(()), plan.batch_size,
                                     cache_bytes=1 << 40)
     window = max(int(cfg.schedule.tick_kimg * 1000), plan.batch_size)
     rates, nimg, mark, clock = [], 0, 0, time.perf_counter()
     while nimg < kimg * 1000:
         reals = to_float(next(stream))
-        training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, 1.0, cfg)
+        train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, 1.0, cfg)
         nimg += plan.batch_size
         if nimg - mark >= window:
             now = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Images/s of the real training step (pggan.training.train_step: WGAN-GP D+G, fade-in, Adam, EMA) per resolution,
+"""Images/s of the real training step (pggan.train_step.train_step: WGAN-GP D+G, fade-in, Adam, EMA) per resolution,
 its FLOPs (torch's flop counter over the whole step, gradient penalty's double backward included), this machine's
 fp32 matmul peak measured in the same run with the same threads, and the fraction of that peak the step reaches."""
 from __future__ import annotations
@@ -16,7 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from pggan.config import PipelineConfig, load_config
 from pggan.config_args import add_config_args
 from pggan.schedule import batch_size_at, lr_at
-from pggan.training import build_stage, train_step
+from pggan.stage_nets import build_stage
+from pggan.train_step import train_step
 
 ALPHA = 0.5                                                     # mid fade-in: both RGB paths and the real blend run
 PEAK_SIZES = (1024, 2048, 3072)                                 # square fp32 torch.mm sides for the run's peak

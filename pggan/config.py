@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import yaml
 
+from pggan.resolutions import is_resolution, resolutions
 from pggan.secret_keys import REDACTED, is_secret, redact_secrets
 
 # The shipped YAML presets, package data of pggan (pipelines/configs in a checkout links here); load_config looks
@@ -25,10 +26,6 @@ PAPER_BATCH_SIZE = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 51
 
 class ConfigError(ValueError):
     """A configuration problem; the message names the key, the value and what to do."""
-
-
-def _is_pow2(n: int) -> bool:
-    return n >= 4 and (n & (n - 1)) == 0
 
 
 @dataclass(frozen=True)
@@ -233,10 +230,10 @@ def with_default_batch_sizes(cfg: PipelineConfig) -> PipelineConfig:
     """`cfg` with a minibatch for every stage resolution (start_resolution .. data.resolution) that
     schedule.batch_size leaves out (default_batch_size); written out, so run.json shows what was used."""
     s, top = cfg.schedule, cfg.data.resolution
-    if not (_is_pow2(s.start_resolution) and _is_pow2(top)) or not all(isinstance(r, int) for r in s.batch_size):
+    if not (is_resolution(s.start_resolution) and is_resolution(top)
+            and all(isinstance(r, int) for r in s.batch_size)):
         return cfg                                             # validate names the bad key
-    missing = [r for r in (2 ** k for k in range(int(math.log2(s.start_resolution)), int(math.log2(top)) + 1))
-               if r not in s.batch_size]
+    missing = [r for r in resolutions(top, s.start_resolution) if r not in s.batch_size]
     if not missing:
         return cfg
     filled = dict(s.batch_size)
@@ -327,7 +324,7 @@ def _check(ok: bool, key: str, value: Any, why: str) -> None:
 def validate_data(cfg: PipelineConfig) -> None:
     """What ingest needs: the data.* settings and storage.root (not the training schedule)."""
     d = cfg.data
-    _check(_is_pow2(d.resolution), "data.resolution", d.resolution, "must be a power of two >= 4")
+    _check(is_resolution(d.resolution), "data.resolution", d.resolution, "must be a power of two >= 4")
     _check(d.labels in ("none", "folders"), "data.labels", d.labels, "must be 'none' or 'folders'")
     _check(d.fit in ("crop", "pad", "stretch"), "data.fit", d.fit, "must be 'crop', 'pad' or 'stretch'")
     _check(all(0 <= c <= 255 for c in d.background), "data.background", list(d.background),
@@ -352,19 +349,18 @@ def validate(cfg: PipelineConfig) -> None:
            f"gives 0 feature maps at {d.resolution}x{d.resolution}; raise it")
     _check(m.mbstd_group_size >= 1, "model.mbstd_group_size", m.mbstd_group_size, "must be >= 1")
 
-    _check(_is_pow2(s.start_resolution) and s.start_resolution <= d.resolution, "schedule.start_resolution",
+    _check(is_resolution(s.start_resolution) and s.start_resolution <= d.resolution, "schedule.start_resolution",
            s.start_resolution, f"must be a power of two between 4 and data.resolution ({d.resolution})")
     _check(s.fade_kimg >= 0, "schedule.fade_kimg", s.fade_kimg, "must be >= 0")
     _check(s.stabilize_kimg >= 0, "schedule.stabilize_kimg", s.stabilize_kimg, "must be >= 0")
     for name in ("fade_kimg_per_res", "stabilize_kimg_per_res", "batch_size", "lr_per_res"):
         for res, v in getattr(s, name).items():
-            _check(_is_pow2(res), f"schedule.{name}", res, "keys must be resolutions (powers of two >= 4)")
+            _check(is_resolution(res), f"schedule.{name}", res, "keys must be resolutions (powers of two >= 4)")
             _check(v > 0 if name in ("batch_size", "lr_per_res") else v >= 0, f"schedule.{name}.{res}", v,
                    "must be > 0" if name in ("batch_size", "lr_per_res") else "must be >= 0")
     _check(s.ckpt_kimg > 0, "schedule.ckpt_kimg", s.ckpt_kimg, "must be > 0")
     _check(s.tick_kimg > 0, "schedule.tick_kimg", s.tick_kimg, "must be > 0")
-    res = s.start_resolution
-    while res <= d.resolution:
+    for res in resolutions(d.resolution, s.start_resolution):
         _check(res in s.batch_size, "schedule.batch_size", sorted(s.batch_size),
                f"has no minibatch for resolution {res}; add schedule.batch_size.{res}")
         b = s.batch_size[res]
@@ -375,7 +371,6 @@ def validate(cfg: PipelineConfig) -> None:
         _check(m.mbstd_group_size <= 1 or b >= 2 * sc.num_workers, f"schedule.batch_size.{res}", b,
                f"gives 1 image per worker (scaling.num_workers={sc.num_workers}), where minibatch stddev is a "
                "constant feature; use at least 2 per worker (raise it or lower scaling.num_workers)")
-        res *= 2
 
     _check(o.lr > 0, "optim.lr", o.lr, "must be > 0")
     _check(0 <= o.beta1 < 1, "optim.beta1", o.beta1, "must be in [0, 1)")

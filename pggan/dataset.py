@@ -42,15 +42,6 @@ def level_url(dataset_url: str, res: int) -> str:
     return st.join(dataset_url, level_name(res))
 
 
-def resolutions(top: int, bottom: int = 4) -> list[int]:
-    """[bottom, 2*bottom, ..., top]: the levels of a data set ingested at resolution `top`."""
-    out, res = [], bottom
-    while res <= top:
-        out.append(res)
-        res *= 2
-    return out
-
-
 _SIZE_LIKE = re.compile(r"\d+(?:x\d+|px)?", re.IGNORECASE)   # '64', '64x64', '128px': say a size, not what
 
 

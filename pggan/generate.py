@@ -14,7 +14,7 @@ from PIL import Image
 from pggan import storage as st
 from pggan.config import PipelineConfig
 from pggan.imaging import encode_png, image_grid, to_uint8
-from pggan.training import generate, sample_latents
+from pggan.sampling import generate, sample_latents
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 MAX_SEED = 2**63 - 1

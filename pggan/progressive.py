@@ -10,14 +10,17 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from pggan import stage_rules, training
+from pggan import stage_rules
+from pggan.batches import minibatches
 from pggan.config import PipelineConfig
 from pggan.schedule import alpha_at, next_boundary, phase_at, stage_plan, stage_resolutions
+from pggan.stage_nets import StageNets, build_stage
+from pggan.train_step import train_step
 
 
 @dataclass(frozen=True)
@@ -34,24 +37,12 @@ class Tick:
 
 
 # on_tick(tick, nets) -> True to stop training there (e.g. a time budget is spent).
-TickCallback = Callable[[Tick, training.StageNets], "bool | None"]
-
-
-def minibatches(images: np.ndarray, batch: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled minibatches uint8 [batch, R, R, 3] from a level in memory (every image once per epoch)."""
-    if len(images) < batch:
-        raise ValueError(f"a level of {len(images)} images cannot fill a minibatch of {batch}")
-    pool = torch.from_numpy(np.ascontiguousarray(images))       # [N, R, R, 3]
-    gen = torch.Generator().manual_seed(int(seed))
-    while True:
-        order = torch.randperm(len(pool), generator=gen)
-        for i in range(0, len(pool) - batch + 1, batch):
-            yield pool[order[i:i + batch]]
+TickCallback = Callable[[Tick, StageNets], "bool | None"]
 
 
 def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_tick: TickCallback | None = None,
                       device: torch.device | str = "cpu", tick_kimg: float | None = None,
-                      grow_from: Mapping[str, Any] | None = None) -> training.StageNets:
+                      grow_from: Mapping[str, Any] | None = None) -> StageNets:
     """Train every stage of `cfg` (schedule.start_resolution .. data.resolution) in this process; returns the last
     stage's networks. `on_tick` runs every `tick_kimg` (default schedule.tick_kimg) and at each stage end; its
     time is not counted in Tick.seconds. Training stops early when it returns True. As the Ray stage: reals
@@ -67,7 +58,7 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
         plan = stage_plan(cfg, res)
         if nets is not None:
             previous = {"G": nets.G.state_dict(), "D": nets.D.state_dict(), "G_ema": nets.G_ema.state_dict()}
-        nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, previous)
+        nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, previous)
         torch.manual_seed(cfg.optim.seed * 1_000_003 + res * 10_007)
         batches = minibatches(levels[res], plan.batch_size, cfg.optim.seed + res)
         note = stage_rules.mbstd_note(cfg.model.mbstd_group_size, plan.batch_size, res)
@@ -78,7 +69,7 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
         while nimg < plan.total_nimg:
             alpha = alpha_at(cfg.schedule, res, nimg)
             reals = stage_rules.real_batch(next(batches), cfg, device)   # [n, 3, R, R] in [-1, 1]
-            stats = training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg)
+            stats = train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg)
             nimg += plan.batch_size
             if stage_rules.fade_ended(plan.fade_nimg, nimg - plan.batch_size, nimg):
                 stage_rules.reset_optimizers(nets.opt_G, nets.opt_D)

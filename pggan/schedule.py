@@ -4,15 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pggan.config import OptimConfig, PipelineConfig, ScheduleConfig
+from pggan.resolutions import resolutions
 
 
 def stage_resolutions(cfg: PipelineConfig) -> list[int]:
     """Resolutions trained in order: start_resolution, 2x, ... data.resolution."""
-    out, res = [], cfg.schedule.start_resolution
-    while res <= cfg.data.resolution:
-        out.append(res)
-        res *= 2
-    return out
+    return resolutions(cfg.data.resolution, cfg.schedule.start_resolution)
 
 
 def fade_nimg(sched: ScheduleConfig, res: int) -> int:

@@ -7,10 +7,11 @@ import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 from pggan import storage as st
-from pggan import training
 from pggan.imaging import sample_grid_image, to_uint8
-from pggan.stage_log import FanoutLogger, JsonlStageLogger, RunHooks, append_jsonl
+from pggan.sampling import generate, sample_latents
 from pggan.schedule import StagePlan, next_boundary, phase_at
+from pggan.stage_log import FanoutLogger, JsonlStageLogger, RunHooks, append_jsonl
+from pggan.stage_nets import StageNets
 
 if TYPE_CHECKING:
     from pggan.config import PipelineConfig
@@ -40,7 +41,7 @@ def _duration(seconds: float) -> str:
 class StageProgress:
     """Tick bookkeeping on every rank (cheap); printing, logging and files on rank 0 only."""
 
-    def __init__(self, job: StageJob, plan: StagePlan, rank: int, world: int, nets: training.StageNets,
+    def __init__(self, job: StageJob, plan: StagePlan, rank: int, world: int, nets: StageNets,
                  started_nimg: int):
         self.job, self.plan, self.rank, self.world, self.nets = job, plan, rank, world, nets
         self.storage = job.cfg.storage
@@ -54,7 +55,7 @@ class StageProgress:
         self.pause_clock: float | None = None
         self.last: dict[str, float] = {}
         self.logger = self._open_logger() if rank == 0 else None
-        self.latents = training.sample_latents(job.cfg.eval.grid_size ** 2, job.cfg.model.latent_dim,
+        self.latents = sample_latents(job.cfg.eval.grid_size ** 2, job.cfg.model.latent_dim,
                                                job.cfg.eval.seed) if rank == 0 else None
 
     def _open_logger(self) -> FanoutLogger:
@@ -121,7 +122,7 @@ class StageProgress:
                     f"{m['img_per_s']:.1f} img/s | eta {_duration(eta)}")
         kimg = nimg / 1000
         self.logger.log_metrics({**m, "resolution": self.job.res, "kimg": kimg, "lr": self.plan.lr}, kimg)
-        fakes = training.generate(self.nets.G_ema, self.latents, alpha)          # [g*g, 3, R, R]
+        fakes = generate(self.nets.G_ema, self.latents, alpha)          # [g*g, 3, R, R]
         self.logger.log_image(sample_grid_image(to_uint8(fakes), cols=self.job.cfg.eval.grid_size), "grids", kimg)
 
     def finished(self, digests: list[dict[str, Any]]) -> None:

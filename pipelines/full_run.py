@@ -315,8 +315,12 @@ def run(args: argparse.Namespace, command: str = SCRIPT) -> int:
                     "trained again)", 1)
     except INTERRUPTS:
         return fail(f"interrupted; finished stages are kept. Resume with: {again}", 130)
-    except Exception as e:  # tracking errors and the like: one line, the traceback is not the user's problem
-        if type(e).__name__ not in ("TrackingError",):
+    except Exception as e:  # a tracking error: one line, the traceback is not the user's problem
+        # Matched by class: it is raised in this process (the hooks' check and hand-offs run here, never in a Ray
+        # task), so it arrives unwrapped. Imported only here: pggan.tracking loads MLflow (seconds), and a run
+        # without tracking never loads it, so then `e` cannot be one.
+        from pggan.tracking.client import TrackingError
+        if not isinstance(e, TrackingError):
             raise
         return fail(str(e), 1)
     return 0

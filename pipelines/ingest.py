@@ -40,8 +40,9 @@ from pggan import storage as st
 from pggan import synthetic
 from pggan.config import ConfigError, PipelineConfig
 from pggan.dataset import (dataset_url, level_name, level_url, read_level_numpy,  # noqa: F401 (the API)
-                           resolutions, source_url)
+                           source_url)
 from pggan.imaging import ImageDecodeError, decode_pyramid
+from pggan.resolutions import resolutions
 from pggan.storage_checks import IngestError, access, check_root, list_source
 from pipelines.runtime import init_ray
 

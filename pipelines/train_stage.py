@@ -38,12 +38,15 @@ import torch  # noqa: E402
 from pggan import checkpoint as ckpt_io  # noqa: E402
 from pggan import stage_rules  # noqa: E402
 from pggan import storage as st  # noqa: E402
-from pggan import training  # noqa: E402
+from pggan.batches import cycle_batches  # noqa: E402
 from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
-from pggan.stage_log import RunHooks, stage_log_url  # noqa: E402
+from pggan.distributed import broadcast_parameters, param_digest, world_size  # noqa: E402
 from pggan.schedule import StagePlan, alpha_at, next_boundary, stage_plan  # noqa: E402
+from pggan.stage_log import RunHooks, stage_log_url  # noqa: E402
+from pggan.stage_nets import StageNets, build_stage, load_stage_state  # noqa: E402
 from pggan.stage_progress import StageProgress  # noqa: E402
+from pggan.train_step import NonFiniteLossError, train_step  # noqa: E402
 
 FAULT_ENV = "PGGAN_FAULT_NAN_AT_NIMG"
 # A rank's share of a level up to this size is kept after its first epoch, on the rank's training device (GPU
@@ -99,9 +102,9 @@ def fault_from_env(res: int, environ: dict[str, str] | None = None) -> int | Non
 
 def _gather(obj: Any) -> list[Any]:
     """obj from every rank, in rank order (a collective: every rank calls it)."""
-    if training.world_size() <= 1:
+    if world_size() <= 1:
         return [obj]
-    out: list[Any] = [None] * training.world_size()
+    out: list[Any] = [None] * world_size()
     torch.distributed.all_gather_object(out, obj)
     return out
 
@@ -142,16 +145,16 @@ def _resume_state(job: StageJob, rank: int) -> tuple[dict, str] | None:
     return (state if rank == 0 else ckpt_io.load_checkpoint(url, job.cfg.storage)), url
 
 
-def _start(job: StageJob, plan: StagePlan, rank: int, device: torch.device) -> tuple[training.StageNets, int, dict]:
+def _start(job: StageJob, plan: StagePlan, rank: int, device: torch.device) -> tuple[StageNets, int, dict]:
     """(nets, images seen, how) from the newest checkpoint of this stage, else grown from the seed, else fresh."""
     cfg, res = job.cfg, job.res
-    nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, device, init_seed=cfg.optim.seed + res)
+    nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, init_seed=cfg.optim.seed + res)
     resumed = _resume_state(job, rank)
     if resumed is not None:
         state, where = resumed
-        training.load_stage_state(nets, state)
+        load_stage_state(nets, state)
         nimg = state["stage_nimg"]
-        if len(state["rng"]) == training.world_size():
+        if len(state["rng"]) == world_size():
             ckpt_io.restore_rng(state["rng"][rank])
         else:
             _seed_rngs(cfg, res, rank, nimg)
@@ -161,16 +164,16 @@ def _start(job: StageJob, plan: StagePlan, rank: int, device: torch.device) -> t
         if prev["resolution"] != res // 2:
             raise ValueError(f"seed checkpoint {job.seed_checkpoint} is at {prev['resolution']}x"
                              f"{prev['resolution']}; stage {res}x{res} grows from {res // 2}x{res // 2}")
-        nets = training.build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, prev)
+        nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, prev)
         source = {"source": "grown", "from": job.seed_checkpoint}
     else:
         source = {"source": "fresh", "from": None}
     _seed_rngs(cfg, res, rank, 0)
-    training.broadcast_parameters(nets.G, nets.D, nets.G_ema)
+    broadcast_parameters(nets.G, nets.D, nets.G_ema)
     return nets, 0, source
 
 
-def _report(job: StageJob, nets: training.StageNets, nimg: int, rank: int, metrics: dict[str, float]) -> None:
+def _report(job: StageJob, nets: StageNets, nimg: int, rank: int, metrics: dict[str, float]) -> None:
     """Checkpoint (rank 0 writes it) and report: a barrier every rank passes."""
     import ray.train
 
@@ -195,7 +198,7 @@ def _next_checkpoint(plan: StagePlan, job: StageJob, nimg: int) -> int:
 
 def _batches(plan: StagePlan, world: int, device: torch.device):
     """Endless per-rank minibatches uint8 [n, R, R, 3] on `device` from this worker's shard (see
-    training.cycle_batches). Ray Data's prefetch thread does the copy to a GPU, from pinned memory."""
+    pggan.batches.cycle_batches). Ray Data's prefetch thread does the copy to a GPU, from pinned memory."""
     import ray.train
 
     shard = ray.train.get_dataset_shard("train")
@@ -207,7 +210,7 @@ def _batches(plan: StagePlan, world: int, device: torch.device):
                                               device=device, pin_memory=device.type == "cuda"):
             yield batch["image"]
 
-    return training.cycle_batches(epoch(), epoch, per_rank, CACHE_BYTES)
+    return cycle_batches(epoch(), epoch, per_rank, CACHE_BYTES)
 
 
 def _quiet_report_lines() -> None:
@@ -254,9 +257,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         if job.fault_nan_at is not None and nimg >= job.fault_nan_at and rank == 0:
             reals = reals * float("nan")
         try:
-            stats = training.train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, job.cfg)
-        except training.NonFiniteLossError as e:
-            raise training.NonFiniteLossError(f"{e} at {job.res}x{job.res}, {nimg} images into the stage "
+            stats = train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, job.cfg)
+        except NonFiniteLossError as e:
+            raise NonFiniteLossError(f"{e} at {job.res}x{job.res}, {nimg} images into the stage "
                                               f"(alpha {alpha:.3f})") from None
         before, nimg, steps = nimg, nimg + plan.batch_size, steps + 1
         if stage_rules.fade_ended(plan.fade_nimg, before, nimg):  # before the fade-end checkpoint: resume-safe
@@ -270,7 +273,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             next_ckpt = _next_checkpoint(plan, job, nimg)
     digests = _gather({"rank": rank, "node": node, "pid": os.getpid(), "steps": steps,
                        "data": data_digest.hexdigest() if data_digest is not None else None,
-                       "params": training.param_digest(nets.G, nets.D, nets.G_ema)})
+                       "params": param_digest(nets.G, nets.D, nets.G_ema)})
     progress.finished(digests)
 
 

@@ -345,7 +345,11 @@ def run(args: argparse.Namespace, prog: str = "tune_schedule") -> int:
         print(f"{prog}: error: {' '.join(str(e).split())}", file=sys.stderr)
         return 2
     except Exception as e:  # the data or tracking failed before trials started: one line, not a traceback
-        if type(e).__name__ not in ("IngestError", "TrackingError"):
+        # Matched by class: both are raised in this process before any trial (prepare_dataset, the hooks' check),
+        # never inside a Ray task, so they arrive unwrapped. Imported here: pggan.tracking loads MLflow (seconds).
+        from pggan.tracking.client import TrackingError
+        from pggan.storage_checks import IngestError
+        if not isinstance(e, (IngestError, TrackingError)):
             raise
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1

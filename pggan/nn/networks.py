@@ -1,7 +1,6 @@
 """PGGAN Generator and Discriminator (paper Table 2): built for a resolution, grown from a smaller one, fade-in."""
 from __future__ import annotations
 
-import math
 from typing import Mapping
 
 import torch
@@ -9,12 +8,13 @@ import torch
 from pggan.config import ModelConfig
 from pggan.nn.layers import (LRELU_SLOPE, SQRT2, Downsample2x, EqualizedConv2d, EqualizedLinear, MinibatchStddev,
                              PixelNorm, Upsample2x, downsample2x, upsample2x)
+from pggan.resolutions import is_resolution, resolutions
 
 IMAGE_CHANNELS = 3
 
 
 def check_resolution(resolution: int) -> int:
-    if not (isinstance(resolution, int) and resolution >= 4 and resolution & (resolution - 1) == 0):
+    if not is_resolution(resolution):
         raise ValueError(f"resolution={resolution!r}: must be a power of two >= 4 (4, 8, 16, ...)")
     return resolution
 
@@ -26,8 +26,8 @@ def check_alpha(alpha: float) -> float:
 
 
 def block_resolutions(resolution: int) -> list[int]:
-    """[4, 8, ..., resolution]."""
-    return [2 ** k for k in range(2, int(math.log2(resolution)) + 1)]
+    """[4, 8, ..., resolution]: one block per resolution, the 4x4 one first."""
+    return resolutions(resolution)
 
 
 # ----------------------------------------------------------------------------------------------------------------

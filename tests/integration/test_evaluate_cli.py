@@ -14,7 +14,7 @@ import pytest
 from pggan.checkpoint import build_generator, capture_rng, load_checkpoint, save_checkpoint, training_state
 from pggan.dataset import dataset_url
 from pggan.evaluation import evaluate_checkpoint
-from pggan.training import build_stage
+from pggan.stage_nets import build_stage
 from pipelines.cli import main
 from train_helpers import REPO, tiny_config  # tests/integration is on sys.path
 

@@ -10,7 +10,9 @@ import torch
 from pggan.checkpoint import (CheckpointError, build_generator, capture_rng, dir_name, list_checkpoints,
                               load_checkpoint, load_newest, read_meta, restore_rng, save_checkpoint, training_state)
 from pggan.config import load_config
-from pggan.training import build_stage, sample_latents, train_step
+from pggan.sampling import sample_latents
+from pggan.stage_nets import build_stage
+from pggan.train_step import train_step
 
 
 @pytest.fixture(scope="module")

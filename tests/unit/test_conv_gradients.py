@@ -10,7 +10,8 @@ from pggan.config import load_config
 from pggan.losses import d_loss_wgan_gp
 from pggan.nn import layers
 from pggan.nn.layers import EqualizedConv2d, _Conv2d
-from pggan.training import build_stage, train_step
+from pggan.stage_nets import build_stage
+from pggan.train_step import train_step
 
 
 def plain_conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None, padding: int) -> torch.Tensor:

@@ -9,8 +9,8 @@ from pggan.config import load_config
 from pggan.imaging import box_pyramid
 from pggan.progressive import train_progressive
 from pggan.schedule import stage_resolutions
+from pggan.stage_nets import build_stage
 from pggan.synthetic import image_rng, synthetic_image
-from pggan.training import build_stage
 
 OVERRIDES = ["data.synthetic_count=32", "schedule.fade_kimg=0.032", "schedule.stabilize_kimg=0.032"]
 

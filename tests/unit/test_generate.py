@@ -8,7 +8,7 @@ from PIL import Image
 from pggan.checkpoint import build_generator, capture_rng, load_checkpoint, save_checkpoint, training_state
 from pggan.config import load_config
 from pggan.generate import generate_images, interpolate
-from pggan.training import build_stage
+from pggan.stage_nets import build_stage
 from pipelines.cli import main
 
 RES = 8

@@ -12,8 +12,8 @@ from pggan import evaluation as ev
 from pggan.config import load_config
 from pggan.imaging import box_pyramid
 from pggan.progressive import train_progressive
+from pggan.stage_nets import build_stage
 from pggan.synthetic import image_rng, synthetic_image
-from pggan.training import build_stage
 
 RES = 8
 NUM_IMAGES = 1024                # the data set; the evaluation compares 256 fakes with 256 random reals

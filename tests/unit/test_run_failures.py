@@ -16,7 +16,7 @@ from pggan.tracking.client import TrackingError, client_for, resolve_tracking_ur
 from pggan.tracking.hooks import KEY_PARENT, MlflowRunHooks
 from pggan.tracking.registry import ALIAS_NEWEST
 from pggan.tracking.runs import TAG_ERROR, finish_run
-from pggan.training import build_stage
+from pggan.stage_nets import build_stage
 from pipelines.full_run import failure_recorded, main
 from pipelines.runtime import absolute_config
 

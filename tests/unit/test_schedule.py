@@ -1,7 +1,11 @@
 """Schedule: stages, alpha and per-resolution settings as pure functions of images seen, pinned at the edges."""
+import dataclasses
+
 import pytest
 
-from pggan.config import load_config
+from pggan.config import ConfigError, load_config
+from pggan.nn.networks import block_resolutions, check_resolution
+from pggan.resolutions import is_resolution, resolutions
 from pggan.schedule import (alpha_at, batch_size_at, fade_nimg, lr_at, next_boundary, phase_at, stage_nimg,
                             stage_plan, stage_resolutions, stabilize_nimg, total_nimg)
 
@@ -13,6 +17,22 @@ def paper():
 
 def test_stages_run_from_4_to_the_target(paper):
     assert stage_resolutions(paper) == [4, 8, 16, 32, 64, 128, 256, 512, 1024]
+
+
+def test_stages_start_at_start_resolution(paper):
+    cfg = paper.replace(schedule=dataclasses.replace(paper.schedule, start_resolution=32))
+    assert stage_resolutions(cfg) == [32, 64, 128, 256, 512, 1024]
+
+
+def test_one_rule_for_resolutions_serves_stages_network_blocks_and_config_checks(paper):
+    assert resolutions(32) == [4, 8, 16, 32] and resolutions(32, 8) == [8, 16, 32] and resolutions(2) == []
+    assert block_resolutions(64) == resolutions(64) == stage_resolutions(paper)[:5]
+    assert [n for n in range(0, 70) if is_resolution(n)] == [4, 8, 16, 32, 64]
+    assert not is_resolution(True) and not is_resolution(8.0)
+    with pytest.raises(ValueError, match="power of two >= 4"):
+        check_resolution(12)
+    with pytest.raises(ConfigError, match="data.resolution: must be a power of two"):
+        load_config("tiny.yaml", ["data.resolution=24"])
 
 
 def test_first_stage_has_no_fade_in_and_alpha_is_one(paper):

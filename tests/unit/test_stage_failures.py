@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from pggan.training import NonFiniteLossError
+from pggan.train_step import NonFiniteLossError
 from pipelines.train_stage import FAULT_ENV, failure_reason, fault_from_env
 
 

@@ -14,7 +14,8 @@ from pggan.config import ConfigError, load_config
 from pggan.imaging import to_float
 from pggan.progressive import train_progressive
 from pggan.schedule import stage_plan, total_nimg
-from pggan.training import build_stage, train_step
+from pggan.stage_nets import build_stage
+from pggan.train_step import train_step
 
 
 def images(n: int, res: int, seed: int = 0) -> torch.Tensor:

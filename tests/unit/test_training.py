@@ -6,10 +6,12 @@ import dataclasses
 import pytest
 import torch
 
+from pggan.batches import cycle_batches
 from pggan.config import load_config
 from pggan.nn import downsample2x, upsample2x
-from pggan.training import (NonFiniteLossError, blend_reals, build_stage, cycle_batches, ema_update,
-                            load_stage_state, sample_latents, train_step)
+from pggan.sampling import sample_latents
+from pggan.stage_nets import build_stage, load_stage_state
+from pggan.train_step import NonFiniteLossError, blend_reals, ema_update, train_step
 
 
 @pytest.fixture(scope="module")
