@@ -49,6 +49,24 @@ def conditional_classes(manifest: Mapping[str, Any], labels_setting: str, datase
     return names
 
 
+def attach_class_names(G: torch.nn.Module, names: Sequence[str]) -> torch.nn.Module:
+    """Store the class names on a conditional generator (they travel with it: checkpoints rebuild it with them,
+    the registry model pickles it); returns G."""
+    k = int(getattr(G, "num_classes", 0))
+    if len(names) != k:
+        raise LabelError(f"{len(names)} class names {list(names)} for a generator conditional on {k} classes")
+    G.class_names = tuple(str(name) for name in names)
+    return G
+
+
+def generator_classes(G: torch.nn.Module) -> tuple[str, ...]:
+    """A generator's class names: those attached, else "0".."K-1"; () for an unconditional one (also one saved
+    before conditional generators existed)."""
+    k = int(getattr(G, "num_classes", 0))
+    names = tuple(getattr(G, "class_names", ()))
+    return names if len(names) == k else tuple(str(i) for i in range(k))
+
+
 def _valid(names: Sequence[str]) -> str:
     return ", ".join(f"{i}={name}" for i, name in enumerate(names))
 

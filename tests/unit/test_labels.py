@@ -126,6 +126,20 @@ def test_per_class_labels_give_one_block_per_class() -> None:
     assert lb.per_class_labels(3, 2).tolist() == [0, 0, 1, 1, 2, 2]
 
 
+def test_a_generator_carries_its_class_names() -> None:
+    from pggan.config import ModelConfig
+    from pggan.nn.networks import Generator
+
+    small = ModelConfig(latent_dim=8, fmap_base=32, fmap_max=8)
+    G = Generator(small, 4, num_classes=3)
+    assert lb.generator_classes(G) == ("0", "1", "2")                      # no names attached: indices
+    assert lb.generator_classes(lb.attach_class_names(G, NAMES)) == NAMES
+    assert lb.label_index("triangle", lb.generator_classes(G)) == 2
+    assert lb.generator_classes(Generator(small, 4)) == ()
+    with pytest.raises(lb.LabelError, match="2 class names"):
+        lb.attach_class_names(G, NAMES[:2])
+
+
 def test_aux_weight_is_the_official_cond_weight_by_default_and_validated() -> None:
     assert config_from_dict({}).optim.aux_weight == 1.0
     assert config_from_dict({"optim": {"aux_weight": 0.25}}).optim.aux_weight == 0.25
