@@ -143,6 +143,6 @@ def test_a_generator_carries_its_class_names() -> None:
 def test_aux_weight_is_the_official_cond_weight_by_default_and_validated() -> None:
     assert config_from_dict({}).optim.aux_weight == 1.0
     assert config_from_dict({"optim": {"aux_weight": 0.25}}).optim.aux_weight == 0.25
-    for bad in (-1.0, float("nan"), "much"):
+    for bad in (0.0, -1.0, float("nan"), "much"):
         with pytest.raises(ConfigError, match="optim.aux_weight"):
             config_from_dict({"optim": {"aux_weight": bad}})
