@@ -80,6 +80,8 @@ class OptimConfig:
     gp_lambda: float = 10.0              # WGAN-GP weight.
     gp_target: float = 1.0               # WGAN-GP gradient-norm target.
     drift: float = 0.001                 # epsilon_drift * D(real)^2.
+    aux_weight: float = 1.0              # Conditional runs (data.labels=folders): weight of the AC-GAN class
+    #                                      cross-entropy in the D and G losses (official cond_weight).
     ema_beta: float = 0.999              # Generator EMA decay per step.
     seed: int = 0
 
@@ -379,6 +381,9 @@ def validate(cfg: PipelineConfig) -> None:
     _check(o.gp_lambda >= 0, "optim.gp_lambda", o.gp_lambda, "must be >= 0")
     _check(o.gp_target > 0, "optim.gp_target", o.gp_target, "must be > 0")
     _check(o.drift >= 0, "optim.drift", o.drift, "must be >= 0")
+    # D never sees the label (AC-GAN): at weight 0 nothing makes G follow it.
+    _check(math.isfinite(o.aux_weight) and o.aux_weight > 0, "optim.aux_weight", o.aux_weight,
+           "must be a finite number > 0 (the class loss weight of conditional runs; at 0 G ignores its labels)")
     _check(0 <= o.ema_beta < 1, "optim.ema_beta", o.ema_beta, "must be in [0, 1)")
 
     _check(sc.num_workers >= 1, "scaling.num_workers", sc.num_workers, "must be >= 1")

@@ -1,4 +1,7 @@
-"""PGGAN Generator and Discriminator (paper Table 2): built for a resolution, grown from a smaller one, fade-in."""
+"""PGGAN Generator and Discriminator (paper Table 2): built for a resolution, grown from a smaller one, fade-in.
+
+With num_classes > 0 both are conditional as in the official code's label support: G joins a learned label
+embedding to the latent; D outputs a score and one logit per class (an auxiliary classifier, AC-GAN)."""
 from __future__ import annotations
 
 from typing import Mapping
@@ -23,6 +26,12 @@ def check_alpha(alpha: float) -> float:
     if not 0.0 <= float(alpha) <= 1.0:
         raise ValueError(f"alpha={alpha!r}: the fade-in weight must be in [0, 1] (0 = old resolution, 1 = new)")
     return float(alpha)
+
+
+def check_num_classes(num_classes: int) -> int:
+    if not (isinstance(num_classes, int) and not isinstance(num_classes, bool) and num_classes >= 0):
+        raise ValueError(f"num_classes={num_classes!r}: must be an int >= 0 (0 = unconditional)")
+    return num_classes
 
 
 def block_resolutions(resolution: int) -> list[int]:
@@ -57,16 +66,47 @@ class DenseTo4x4(EqualizedLinear):
         return f"latent_dim={self.in_features}, out=[{self.channels}, 4, 4], gain={self.gain:g}, activation=lrelu"
 
 
-class GeneratorInputBlock(torch.nn.Module):
-    """b4 of G: pixel-normalized latent -> 4x4 features -> conv 3x3."""
+class LabelEmbedding(torch.nn.Module):
+    """A learned vector per class: labels [N] (class indices) -> [N, dim].
 
-    def __init__(self, latent_dim: int, channels: int):
+    The same as an equalized-LR dense layer on the one-hot label (weights N(0, 1), run-time scale
+    1/sqrt(fan_in), and a one-hot has one active input: scale 1), as StyleGAN's official label embedding.
+    """
+
+    def __init__(self,
+        num_classes: int,                   # Classes (rows of the table).
+        dim:         int,                   # Embedding size (the latent size, so both weigh alike in the norm).
+    ):
         super().__init__()
+        self.num_classes = num_classes
+        self.dim = dim
+        self.weight = torch.nn.Parameter(torch.randn(num_classes, dim))
+
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.embedding(labels, self.weight)   # [N, dim]
+
+    def summary_label(self) -> str:
+        return "Label embedding"
+
+    def extra_repr(self) -> str:
+        return f"num_classes={self.num_classes}, dim={self.dim}"
+
+
+class GeneratorInputBlock(torch.nn.Module):
+    """b4 of G: pixel-normalized latent (joined to the label embedding when conditional) -> 4x4 features ->
+    conv 3x3."""
+
+    def __init__(self, latent_dim: int, channels: int, num_classes: int = 0):
+        super().__init__()
+        # Conditional: the official code concatenates the label to the latent before the first pixel norm.
+        self.embed = LabelEmbedding(num_classes, latent_dim) if num_classes else None
         self.norm = PixelNorm()
-        self.dense = DenseTo4x4(latent_dim, channels)
+        self.dense = DenseTo4x4(latent_dim * (2 if num_classes else 1), channels)
         self.conv = EqualizedConv2d(channels, channels, 3, activation="lrelu")
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], dim=1)  # [N, 2 * latent]
         x = self.norm(self.dense(self.norm(z)))                 # [N, C, 4, 4]
         return self.norm(self.conv(x))                          # [N, C, 4, 4]
 
@@ -92,10 +132,17 @@ class _Progressive(torch.nn.Module):
 
     rgb_prefix = ""                                             # "torgb" or "fromrgb".
 
-    def __init__(self, model: ModelConfig, resolution: int):
+    def __init__(self, model: ModelConfig, resolution: int, num_classes: int = 0):
         super().__init__()
         self.model = model
         self.resolution = check_resolution(resolution)
+        self.num_classes = check_num_classes(num_classes)
+
+    @staticmethod
+    def classes_in_state_dict(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+        """The num_classes a state dict was saved with (0 = unconditional); None if it does not tell. Subclasses
+        read it from their label layers."""
+        return None
 
     def block(self, res: int) -> torch.nn.Module:
         return getattr(self, f"b{res}")
@@ -114,6 +161,11 @@ class _Progressive(torch.nn.Module):
         """
         own = self.state_dict()
         kind = type(self).__name__
+        theirs = self.classes_in_state_dict(state_dict)
+        if theirs is not None and theirs != self.num_classes:
+            said = lambda k: f"conditional on {k} classes" if k else "unconditional"  # noqa: E731
+            raise ValueError(f"{kind}: the state dict is {said(theirs)}, this network {said(self.num_classes)}; "
+                             f"build it with num_classes={theirs} (the checkpoint's class names)")
         copied, dropped = [], []
         for key, value in state_dict.items():
             head = key.split(".", 1)[0]
@@ -142,27 +194,36 @@ class _Progressive(torch.nn.Module):
 
 
 class Generator(_Progressive):
-    """G(z [N, latent], alpha) -> images [N, 3, R, R] (linear output, roughly [-1, 1])."""
+    """G(z [N, latent], alpha, labels [N] when conditional) -> images [N, 3, R, R] (linear output, roughly
+    [-1, 1])."""
 
     rgb_prefix = "torgb"
 
     def __init__(self,
-        model:      ModelConfig,            # latent_dim and the feature-map schedule.
-        resolution: int,                    # Output resolution R (power of two >= 4).
+        model:       ModelConfig,           # latent_dim and the feature-map schedule.
+        resolution:  int,                   # Output resolution R (power of two >= 4).
+        num_classes: int = 0,               # Classes to condition on; 0 = unconditional (no label layers).
     ):
-        super().__init__(model, resolution)
-        self.b4 = GeneratorInputBlock(model.latent_dim, model.channels(4))
+        super().__init__(model, resolution, num_classes)
+        self.b4 = GeneratorInputBlock(model.latent_dim, model.channels(4), num_classes)
         for res in block_resolutions(resolution)[1:]:
             setattr(self, f"b{res}", GeneratorBlock(model.channels(res // 2), model.channels(res)))
         for res in sorted({resolution // 2, resolution} - {2}):
             setattr(self, f"torgb{res}", EqualizedConv2d(model.channels(res), IMAGE_CHANNELS, 1, gain=1.0))
 
-    def forward(self, z: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    @staticmethod
+    def classes_in_state_dict(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+        if "b4.embed.weight" in state_dict:
+            return int(state_dict["b4.embed.weight"].shape[0])
+        return 0 if "b4.dense.weight" in state_dict else None
+
+    def forward(self, z: torch.Tensor, alpha: float = 1.0, labels: torch.Tensor | None = None) -> torch.Tensor:
         alpha = check_alpha(alpha)
         if z.ndim != 2 or z.shape[1] != self.model.latent_dim:
             raise ValueError(f"z has shape {tuple(z.shape)}; expected [N, {self.model.latent_dim}] (model.latent_dim)")
+        check_label_input(labels, z.shape[0], self.num_classes, "generator")
         R = self.resolution
-        x = self.b4(z)                                          # [N, C4, 4, 4]
+        x = self.b4(z, labels)                                  # [N, C4, 4, 4]
         for res in block_resolutions(R)[1:-1]:
             x = self.block(res)(x)                              # [N, C_res, res, res]
         if R == 4:
@@ -191,42 +252,54 @@ class DiscriminatorBlock(torch.nn.Module):
 
 
 class DiscriminatorOutputBlock(torch.nn.Module):
-    """b4 of D: minibatch stddev, conv 3x3, conv 4x4 (valid), fully-connected -> one score."""
+    """b4 of D: minibatch stddev, conv 3x3, conv 4x4 (valid), fully-connected -> one score (and, when
+    conditional, one logit per class)."""
 
-    def __init__(self, channels: int, dense_channels: int, mbstd_group_size: int):
+    def __init__(self, channels: int, dense_channels: int, mbstd_group_size: int, num_classes: int = 0):
         super().__init__()
         # As in the official code, a group size of 1 disables the layer (no extra feature map).
         self.mbstd = MinibatchStddev(mbstd_group_size) if mbstd_group_size > 1 else None
         extra = 1 if self.mbstd is not None else 0
         self.conv = EqualizedConv2d(channels + extra, channels, 3, activation="lrelu")
         self.conv4x4 = EqualizedConv2d(channels, dense_channels, 4, activation="lrelu", padding=0)
-        self.out = EqualizedLinear(dense_channels, 1, gain=1.0)
+        self.out = EqualizedLinear(dense_channels, 1 + num_classes, gain=1.0)
+        self.num_classes = num_classes
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.mbstd is not None:
             x = self.mbstd(x)                                   # [N, C+1, 4, 4]
         x = self.conv(x)                                        # [N, C, 4, 4]
         x = self.conv4x4(x).flatten(1)                          # [N, C_dense]
+        if self.num_classes:
+            return self.out(x)                                  # [N, 1 + K]: score, class logits
         return self.out(x).squeeze(1)                           # [N]
 
 
 class Discriminator(_Progressive):
-    """D(images [N, 3, R, R], alpha) -> scores [N]."""
+    """D(images [N, 3, R, R], alpha) -> scores [N]; when conditional [N, 1 + K]: the score, then K class logits
+    (split_d_output separates them)."""
 
     rgb_prefix = "fromrgb"
 
     def __init__(self,
-        model:      ModelConfig,            # Feature-map schedule and minibatch-stddev group size.
-        resolution: int,                    # Input resolution R (power of two >= 4).
+        model:       ModelConfig,           # Feature-map schedule and minibatch-stddev group size.
+        resolution:  int,                   # Input resolution R (power of two >= 4).
+        num_classes: int = 0,               # Class logits besides the score (AC-GAN); 0 = unconditional.
     ):
-        super().__init__(model, resolution)
+        super().__init__(model, resolution, num_classes)
         # The final dense width is nf(0) = min(fmap_base, fmap_max) in the official code (512 in Table 2).
-        self.b4 = DiscriminatorOutputBlock(model.channels(4), model.channels(2), model.mbstd_group_size)
+        self.b4 = DiscriminatorOutputBlock(model.channels(4), model.channels(2), model.mbstd_group_size,
+                                           num_classes)
         for res in block_resolutions(resolution)[1:]:
             setattr(self, f"b{res}", DiscriminatorBlock(model.channels(res), model.channels(res // 2)))
         for res in sorted({resolution // 2, resolution} - {2}):
             setattr(self, f"fromrgb{res}", EqualizedConv2d(IMAGE_CHANNELS, model.channels(res), 1,
                                                            activation="lrelu"))
+
+    @staticmethod
+    def classes_in_state_dict(state_dict: Mapping[str, torch.Tensor]) -> int | None:
+        out = state_dict.get("b4.out.weight")
+        return None if out is None else int(out.shape[0]) - 1
 
     def forward(self, x: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
         alpha = check_alpha(alpha)
@@ -241,7 +314,29 @@ class Discriminator(_Progressive):
             h = torch.lerp(old, new, alpha)
             for res in reversed(block_resolutions(R)[1:-1]):
                 h = self.block(res)(h)                          # [N, C_res/2, res/2, res/2]
-        return self.b4(h)                                       # [N]
+        return self.b4(h)                                       # [N] or [N, 1 + K]
+
+
+def split_d_output(out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """D's output -> (scores [N], class logits [N, K], or None for an unconditional D's [N])."""
+    if out.ndim == 1:
+        return out, None
+    return out[:, 0], out[:, 1:]                                # [N], [N, K]
+
+
+def check_label_input(labels: torch.Tensor | None, n: int, num_classes: int, what: str) -> None:
+    """Shape and type of the labels given to a network (their values are checked where users give them:
+    pggan.labels); no device sync, so it costs nothing per step."""
+    if not num_classes:
+        if labels is not None:
+            raise ValueError(f"labels were given to an unconditional {what} (num_classes=0); train with "
+                             "data.labels=folders to condition on a class, or pass no labels")
+        return
+    if labels is None:
+        raise ValueError(f"this {what} is conditional on {num_classes} classes: pass labels (class indices [N])")
+    if labels.ndim != 1 or labels.shape[0] != n or labels.dtype != torch.int64:
+        raise ValueError(f"labels have shape {tuple(labels.shape)} and dtype {labels.dtype}; expected class "
+                         f"indices [{n}] as int64 (0..{num_classes - 1})")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -249,16 +344,18 @@ class Discriminator(_Progressive):
 
 def _grow(old: _Progressive, cls: type) -> _Progressive:
     param = next(old.parameters())
-    new = cls(old.model, old.resolution * 2).to(device=param.device, dtype=param.dtype)
+    new = cls(old.model, old.resolution * 2, old.num_classes).to(device=param.device, dtype=param.dtype)
     new.load_grown_state_dict(old.state_dict())
     return new
 
 
 def grow_generator(old: Generator) -> Generator:
-    """A Generator at twice `old`'s resolution with all of old's trained layers; the new block starts fresh."""
+    """A Generator at twice `old`'s resolution with all of old's trained layers (label embedding included); the
+    new block starts fresh."""
     return _grow(old, Generator)
 
 
 def grow_discriminator(old: Discriminator) -> Discriminator:
-    """A Discriminator at twice `old`'s resolution with all of old's trained layers; the new block starts fresh."""
+    """A Discriminator at twice `old`'s resolution with all of old's trained layers (class logits included); the
+    new block starts fresh."""
     return _grow(old, Discriminator)

@@ -55,7 +55,8 @@ def _chw(shape: torch.Size) -> tuple[int, ...]:
 
 
 def summarize(net: Generator | Discriminator, example: torch.Tensor, alpha: float = 0.5) -> NetworkSummary:
-    """Run `net` once on `example` (any device, including "meta") and record every labelled layer it calls."""
+    """Run `net` once on `example` (any device, including "meta") and record every labelled layer it calls; a
+    conditional G gets class 0 for every example."""
     fade_in = set(net.fade_in_layer_names())
     rows: list[LayerRow] = []
     handles = []
@@ -72,7 +73,10 @@ def summarize(net: Generator | Discriminator, example: torch.Tensor, alpha: floa
             handles.append(module.register_forward_hook(hook_for(name, module)))
     try:
         with torch.no_grad():
-            net(example, alpha)
+            if isinstance(net, Generator) and net.num_classes:
+                net(example, alpha, torch.zeros(example.shape[0], dtype=torch.int64, device=example.device))
+            else:
+                net(example, alpha)
     finally:
         for h in handles:
             h.remove()
@@ -82,10 +86,12 @@ def summarize(net: Generator | Discriminator, example: torch.Tensor, alpha: floa
                           input_shape=_chw(example.shape), rows=tuple(rows))
 
 
-def model_summaries(model: ModelConfig, resolution: int) -> tuple[NetworkSummary, NetworkSummary]:
-    """Summaries of G and D at `resolution`, built on the meta device (no memory, no compute)."""
+def model_summaries(model: ModelConfig, resolution: int, num_classes: int = 0
+                    ) -> tuple[NetworkSummary, NetworkSummary]:
+    """Summaries of G and D at `resolution` (conditional on num_classes if > 0), built on the meta device (no
+    memory, no compute)."""
     with torch.device("meta"):
-        G, D = Generator(model, resolution), Discriminator(model, resolution)
+        G, D = Generator(model, resolution, num_classes), Discriminator(model, resolution, num_classes)
         z = torch.empty(4, model.latent_dim)                   # [N, latent]
         x = torch.empty(4, IMAGE_CHANNELS, resolution, resolution)  # [N, 3, R, R]
     return summarize(G, z), summarize(D, x)
@@ -116,6 +122,6 @@ def format_table(s: NetworkSummary) -> str:
     return "\n".join(out)
 
 
-def summary_text(model: ModelConfig, resolution: int) -> str:
+def summary_text(model: ModelConfig, resolution: int, num_classes: int = 0) -> str:
     """Both tables, G then D, separated by a blank line."""
-    return "\n\n".join(format_table(s) for s in model_summaries(model, resolution))
+    return "\n\n".join(format_table(s) for s in model_summaries(model, resolution, num_classes))
