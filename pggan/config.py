@@ -51,6 +51,13 @@ class ModelConfig:
     fmap_decay: float = 1.0
     fmap_max: int = 512
     mbstd_group_size: int = 4            # Minibatch-stddev group size (min(group, N) at run time).
+    # StyleGAN (Karras et al. 2019): arch "stylegan" swaps G for the style-based one (D gets blurred down-sampling).
+    arch: str = "pggan"                  # "pggan" (Table 2 networks) or "stylegan".
+    mapping_layers: int = 8              # StyleGAN: dense layers of the mapping network z -> w.
+    mapping_lr_mul: float = 0.01         # StyleGAN: learning-rate multiplier of the mapping network.
+    style_mixing_prob: float = 0.9       # StyleGAN: share of training minibatches with two w's (0 = off).
+    w_avg_beta: float = 0.995            # StyleGAN: EMA decay of the tracked mean w (for truncation).
+    truncation_cutoff: int = 8           # StyleGAN: truncation applies to style layers below this (0 = all).
 
     def channels(self, resolution: int) -> int:
         """Feature maps of the blocks at `resolution` (the paper's nf(stage))."""
@@ -82,6 +89,8 @@ class OptimConfig:
     gp_target: float = 1.0               # WGAN-GP gradient-norm target.
     drift: float = 0.001                 # epsilon_drift * D(real)^2.
     ema_beta: float = 0.999              # Generator EMA decay per step.
+    loss: str = "wgan-gp"                # "wgan-gp" (the paper's) or "logistic-r1" (non-saturating + R1, StyleGAN).
+    r1_gamma: float = 10.0               # logistic-r1: weight of (gamma/2) * ||grad_x D(real)||^2.
     seed: int = 0
 
 
@@ -331,6 +340,23 @@ def validate_data(cfg: PipelineConfig) -> None:
     _check(cfg.storage.root != "", "storage.root", cfg.storage.root, "must be a path or URL (file://, s3://, ...)")
 
 
+ARCHS = ("pggan", "stylegan")
+LOSSES = ("wgan-gp", "logistic-r1")
+
+
+def validate_style(cfg: PipelineConfig) -> None:
+    """model.arch, optim.loss and the StyleGAN settings."""
+    m, o = cfg.model, cfg.optim
+    _check(m.arch in ARCHS, "model.arch", m.arch, f"must be one of {', '.join(ARCHS)}")
+    _check(o.loss in LOSSES, "optim.loss", o.loss, f"must be one of {', '.join(LOSSES)}")
+    _check(o.r1_gamma >= 0, "optim.r1_gamma", o.r1_gamma, "must be >= 0")
+    _check(m.mapping_layers >= 1, "model.mapping_layers", m.mapping_layers, "must be >= 1")
+    _check(m.mapping_lr_mul > 0, "model.mapping_lr_mul", m.mapping_lr_mul, "must be > 0")
+    _check(0 <= m.style_mixing_prob <= 1, "model.style_mixing_prob", m.style_mixing_prob, "must be in [0, 1]")
+    _check(0 <= m.w_avg_beta <= 1, "model.w_avg_beta", m.w_avg_beta, "must be in [0, 1] (1 = never updated)")
+    _check(m.truncation_cutoff >= 0, "model.truncation_cutoff", m.truncation_cutoff, "must be >= 0 (0 = all layers)")
+
+
 def validate(cfg: PipelineConfig) -> None:
     """Every setting (what a training run needs)."""
     validate_data(cfg)
@@ -342,6 +368,7 @@ def validate(cfg: PipelineConfig) -> None:
     _check(m.channels(d.resolution) >= 1, "model.fmap_base", m.fmap_base,
            f"gives 0 feature maps at {d.resolution}x{d.resolution}; raise it")
     _check(m.mbstd_group_size >= 1, "model.mbstd_group_size", m.mbstd_group_size, "must be >= 1")
+    validate_style(cfg)
 
     _check(_is_pow2(s.start_resolution) and s.start_resolution <= d.resolution, "schedule.start_resolution",
            s.start_resolution, f"must be a power of two between 4 and data.resolution ({d.resolution})")
