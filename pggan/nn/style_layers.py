@@ -46,6 +46,9 @@ class Blur(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return blur2d(x, self.kernel)                           # [N, C, H, W] unchanged
 
+    def summary_label(self) -> str:
+        return "Blur"
+
     def extra_repr(self) -> str:
         return f"channels={self.channels}, filter=[1,2,1]x[1,2,1]/16"
 
@@ -144,7 +147,7 @@ class StyleConv(torch.nn.Module):
         return x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
 
     def summary_label(self) -> str:
-        return f"Conv {self.kernel_size}x{self.kernel_size}" + (" (up, blur)" if self.up else "")
+        return f"Conv {self.kernel_size}x{self.kernel_size}" + (" up+blur" if self.up else "")
 
     def extra_repr(self) -> str:
         return (f"in_channels={self.in_channels}, out_channels={self.out_channels}, "
