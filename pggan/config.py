@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -13,7 +12,8 @@ from typing import Any, Callable, Iterable, Mapping
 import yaml
 
 from pggan.resolutions import is_resolution, resolutions
-from pggan.secret_keys import REDACTED, is_secret, redact_secrets
+from pggan.secret_keys import is_secret, redact_secrets
+from pggan.typed_yaml import ConfigError, build_dataclass
 
 # The shipped YAML presets, package data of pggan (pipelines/configs in a checkout links here); load_config looks
 # a bare name up among them.
@@ -22,10 +22,6 @@ DEFAULT_PRESET = "demo.yaml"
 # The official single-GPU preset's minibatch per resolution (paper's code, config.py `sched.minibatch_dict`); a
 # resolution that schedule.batch_size leaves out gets it scaled like the preset's own values (default_batch_size).
 PAPER_BATCH_SIZE = {4: 128, 8: 128, 16: 128, 32: 64, 64: 32, 128: 16, 256: 8, 512: 4, 1024: 4}
-
-
-class ConfigError(ValueError):
-    """A configuration problem; the message names the key, the value and what to do."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +46,13 @@ class ModelConfig:
     fmap_decay: float = 1.0
     fmap_max: int = 512
     mbstd_group_size: int = 4            # Minibatch-stddev group size (min(group, N) at run time).
+    # StyleGAN (Karras et al. 2019): arch "stylegan" swaps G for the style-based one (D gets blurred down-sampling).
+    arch: str = "pggan"                  # "pggan" (Table 2 networks) or "stylegan".
+    mapping_layers: int = 8              # StyleGAN: dense layers of the mapping network z -> w.
+    mapping_lr_mul: float = 0.01         # StyleGAN: learning-rate multiplier of the mapping network.
+    style_mixing_prob: float = 0.9       # StyleGAN: share of training minibatches with two w's (0 = off).
+    w_avg_beta: float = 0.995            # StyleGAN: EMA decay of the tracked mean w (for truncation).
+    truncation_cutoff: int = 8           # StyleGAN: truncation applies to style layers below this (0 = all).
 
     def channels(self, resolution: int) -> int:
         """Feature maps of the blocks at `resolution` (the paper's nf(stage))."""
@@ -83,6 +86,8 @@ class OptimConfig:
     aux_weight: float = 1.0              # Conditional runs (data.labels=folders): weight of the AC-GAN class
     #                                      cross-entropy in the D and G losses (official cond_weight).
     ema_beta: float = 0.999              # Generator EMA decay per step.
+    loss: str = "wgan-gp"                # "wgan-gp" (the paper's) or "logistic-r1" (non-saturating + R1, StyleGAN).
+    r1_gamma: float = 10.0               # logistic-r1: weight of (gamma/2) * ||grad_x D(real)||^2.
     seed: int = 0
 
 
@@ -139,75 +144,13 @@ class PipelineConfig:
 # ----------------------------------------------------------------------------------------------------------------
 # Building from plain data.
 
-def _coerce(key: str, value: Any, tp: Any) -> Any:
-    """Convert a YAML value to the annotated type, or raise ConfigError naming the key."""
-    origin = typing.get_origin(tp)
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return str(value)
-    elif origin is tuple:
-        args = typing.get_args(tp)
-        if isinstance(value, (list, tuple)) and len(value) == len(args):
-            return tuple(_coerce(f"{key}[{i}]", v, a) for i, (v, a) in enumerate(zip(value, args)))
-        raise ConfigError(f"{key}: expected a list of {len(args)} values, got {value!r}")
-    elif origin is dict:
-        kt, vt = typing.get_args(tp)
-        if isinstance(value, Mapping):
-            # `--set schedule.batch_size.8=32` arrives with the key as the string "8".
-            return {_coerce(f"{key} (a key)", int(k) if kt is int and isinstance(k, str) and k.isdigit() else k, kt):
-                    _coerce(f"{key}.{k}", v, vt) for k, v in value.items()}
-        raise ConfigError(f"{key}: expected a mapping like {{8: 1.0}}, got {value!r}")
-    else:  # pragma: no cover - programming error
-        raise TypeError(f"unsupported config type {tp} for {key}")
-    shown = REDACTED if is_secret(key) else repr(value)
-    raise ConfigError(f"{key}: expected {getattr(tp, '__name__', tp)}, got {shown}")
-
-
-def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        where = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise ConfigError(f"{where}: unknown key (valid keys{' in ' + prefix if prefix else ''}: "
-                          f"{', '.join(sorted(names))})")
-    kwargs = {}
-    for name, value in data.items():
-        key = f"{prefix}.{name}" if prefix else name
-        tp = hints[name]
-        if dataclasses.is_dataclass(tp):
-            if value is None:
-                value = {}
-            if not isinstance(value, Mapping):
-                raise ConfigError(f"{key}: expected a section (mapping), got {value!r}")
-            kwargs[name] = _build(tp, value, key)
-        else:
-            kwargs[name] = _coerce(key, value, tp)
-    return cls(**kwargs)
-
-
 def config_from_dict(data: Mapping[str, Any], check: Callable[[PipelineConfig], None] | None = None
                      ) -> PipelineConfig:
     """Build a PipelineConfig from nested plain data (as loaded from YAML), the stage resolutions' missing
     minibatches filled in (with_default_batch_sizes), and validate it (`check`, default: validate everything)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"config: expected a mapping of sections at the top level, got {type(data).__name__}")
-    cfg = with_default_batch_sizes(_build(PipelineConfig, data, ""))
+    cfg = with_default_batch_sizes(build_dataclass(PipelineConfig, data, ""))
     (check or validate)(cfg)
     return cfg
 
@@ -339,6 +282,23 @@ def validate_data(cfg: PipelineConfig) -> None:
     _check(cfg.storage.root != "", "storage.root", cfg.storage.root, "must be a path or URL (file://, s3://, ...)")
 
 
+ARCHS = ("pggan", "stylegan")
+LOSSES = ("wgan-gp", "logistic-r1")
+
+
+def validate_style(cfg: PipelineConfig) -> None:
+    """model.arch, optim.loss and the StyleGAN settings."""
+    m, o = cfg.model, cfg.optim
+    _check(m.arch in ARCHS, "model.arch", m.arch, f"must be one of {', '.join(ARCHS)}")
+    _check(o.loss in LOSSES, "optim.loss", o.loss, f"must be one of {', '.join(LOSSES)}")
+    _check(o.r1_gamma >= 0, "optim.r1_gamma", o.r1_gamma, "must be >= 0")
+    _check(m.mapping_layers >= 1, "model.mapping_layers", m.mapping_layers, "must be >= 1")
+    _check(m.mapping_lr_mul > 0, "model.mapping_lr_mul", m.mapping_lr_mul, "must be > 0")
+    _check(0 <= m.style_mixing_prob <= 1, "model.style_mixing_prob", m.style_mixing_prob, "must be in [0, 1]")
+    _check(0 <= m.w_avg_beta <= 1, "model.w_avg_beta", m.w_avg_beta, "must be in [0, 1] (1 = never updated)")
+    _check(m.truncation_cutoff >= 0, "model.truncation_cutoff", m.truncation_cutoff, "must be >= 0 (0 = all layers)")
+
+
 def validate(cfg: PipelineConfig) -> None:
     """Every setting (what a training run needs)."""
     validate_data(cfg)
@@ -350,6 +310,7 @@ def validate(cfg: PipelineConfig) -> None:
     _check(m.channels(d.resolution) >= 1, "model.fmap_base", m.fmap_base,
            f"gives 0 feature maps at {d.resolution}x{d.resolution}; raise it")
     _check(m.mbstd_group_size >= 1, "model.mbstd_group_size", m.mbstd_group_size, "must be >= 1")
+    validate_style(cfg)
 
     _check(is_resolution(s.start_resolution) and s.start_resolution <= d.resolution, "schedule.start_resolution",
            s.start_resolution, f"must be a power of two between 4 and data.resolution ({d.resolution})")

@@ -1,12 +1,15 @@
-"""The paper's losses: WGAN-GP with the drift term for D, -D(G(z)) for G; with labels, the AC-GAN terms of the
-official code's conditional losses (D_wgangp_acgan / G_wgan_acgan), weighted by optim.aux_weight."""
+"""The GAN losses: the paper's WGAN-GP (drift term for D, -D(G(z)) for G); StyleGAN's non-saturating logistic loss
+with R1. With labels, either adds the AC-GAN terms of the official code's conditional losses (D_wgangp_acgan /
+G_wgan_acgan), weighted by optim.aux_weight."""
 from __future__ import annotations
 
+import functools
 from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F
 
+from pggan.config import OptimConfig
 from pggan.nn.networks import split_d_output
 
 Critic = Callable[..., torch.Tensor]                            # D(images [N,3,R,R], alpha) -> scores [N]
@@ -119,9 +122,87 @@ def g_loss_wgan(D: Critic, fakes: torch.Tensor, alpha: float, labels: torch.Tens
     """G loss: mean of -D(fake); with labels (those G was given; a conditional D) also + aux_weight *
     g_aux_terms. stats: g_loss; conditional: g_aux_terms' stats too."""
     scores, logits = critic_outputs(D, fakes, alpha, labels)    # [N], [N, K] | None
+    return _g_loss(-scores, logits, labels, aux_weight)
+
+
+def _g_loss(per_sample: torch.Tensor, logits: torch.Tensor | None, labels: torch.Tensor | None,
+            aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    """G's per-sample loss [N] plus the AC-GAN term when D is conditional; stats as g_loss_wgan's."""
     if logits is None:
-        loss = -scores.mean()
+        loss = per_sample.mean()
         return loss, {"g_loss": loss.item()}
     aux, aux_stats = g_aux_terms(logits, labels)
-    loss = (aux_weight * aux - scores).mean()
+    loss = (per_sample + aux_weight * aux).mean()
     return loss, synced_stats({"g_loss": loss, **aux_stats})
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# StyleGAN's setup: the non-saturating logistic loss with an R1 penalty on the reals (Mescheder et al. 2018).
+
+def d_loss_logistic_r1(D: Critic, reals: torch.Tensor, fakes: torch.Tensor, alpha: float,
+                       r1_gamma: float = 10.0, real_labels: torch.Tensor | None = None,
+                       fake_labels: torch.Tensor | None = None,
+                       aux_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """D loss: mean of softplus(D(fake)) + softplus(-D(real)) + (r1_gamma / 2) * ||grad_x D(real)||^2; with
+    labels (a conditional D) also + aux_weight * d_aux_terms.
+
+    The reals' forward pass runs in fp32 (autocast off, as the gradient penalty) and serves both the loss and
+    the penalty; its gradient is kept (create_graph) so the penalty trains D. Fakes are detached.
+    stats: d_loss, r1 (mean squared gradient norm before r1_gamma / 2), real_score and fake_score (mean D);
+    conditional: d_aux_terms' stats too.
+    """
+    if reals.shape != fakes.shape:
+        raise ValueError(f"reals {tuple(reals.shape)} and fakes {tuple(fakes.shape)} must have the same shape")
+    fake_scores, fake_logits = critic_outputs(D, fakes.detach(), alpha, fake_labels)    # [N], [N, K] | None
+    with torch.autocast(device_type=reals.device.type, enabled=False):
+        x = reals.detach().float().requires_grad_(r1_gamma > 0)                         # [N, 3, R, R]
+        real_scores, real_logits = critic_outputs(D, x, alpha, real_labels)             # [N], [N, K] | None
+        r1 = r1_penalty(real_scores, x) if r1_gamma > 0 else torch.zeros_like(real_scores)  # [N]
+    per_sample = F.softplus(fake_scores) + F.softplus(-real_scores) + (r1_gamma / 2) * r1   # [N]
+    aux_stats: dict[str, torch.Tensor] = {}
+    if real_logits is not None:
+        aux, aux_stats = d_aux_terms(real_logits, real_labels, fake_logits, fake_labels)
+        per_sample = per_sample + aux_weight * aux
+    loss = per_sample.mean()
+    return loss, synced_stats({"d_loss": loss, "r1": r1.mean(), "real_score": real_scores.mean(),
+                               "fake_score": fake_scores.mean(), **aux_stats})
+
+
+def r1_penalty(real_scores: torch.Tensor, reals: torch.Tensor) -> torch.Tensor:
+    """Per-sample ||grad_x D(x)||^2 at the reals x (which must require grad and have produced real_scores [N])."""
+    (grads,) = torch.autograd.grad(real_scores.sum(), reals, create_graph=True)  # [N, 3, R, R]
+    return grads.square().sum(dim=[1, 2, 3])                                     # [N]
+
+
+def g_loss_logistic_ns(D: Critic, fakes: torch.Tensor, alpha: float, labels: torch.Tensor | None = None,
+                       aux_weight: float = 1.0) -> tuple[torch.Tensor, dict[str, float]]:
+    """G loss (non-saturating logistic): mean of softplus(-D(fake)); with labels also + aux_weight *
+    g_aux_terms. stats as g_loss_wgan's."""
+    scores, logits = critic_outputs(D, fakes, alpha, labels)    # [N], [N, K] | None
+    return _g_loss(F.softplus(-scores), logits, labels, aux_weight)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Picking a loss by optim.loss.
+
+# The D stats each loss returns, in the order the step averages them over ranks (conditional runs add
+# AUX_STAT_NAMES).
+D_STAT_NAMES = {"wgan-gp": ("d_loss", "gp", "drift", "wdist"),
+                "logistic-r1": ("d_loss", "r1", "real_score", "fake_score")}
+AUX_STAT_NAMES = ("d_aux_real", "d_aux_fake", "d_acc_real", "d_acc_fake")
+
+DLoss = Callable[..., "tuple[torch.Tensor, dict[str, float]]"]  # (D, reals, fakes, alpha, real_labels=, fake_labels=)
+GLoss = Callable[..., "tuple[torch.Tensor, dict[str, float]]"]  # (D, fakes, alpha, labels=)
+
+
+def losses_for(optim: OptimConfig) -> tuple[DLoss, GLoss]:
+    """(d_loss(D, reals, fakes, alpha, real_labels=None, fake_labels=None), g_loss(D, fakes, alpha, labels=None))
+    of `optim.loss`, its weights (and the AC-GAN weight) bound from optim."""
+    if optim.loss == "wgan-gp":
+        d_loss = functools.partial(d_loss_wgan_gp, gp_lambda=optim.gp_lambda, drift=optim.drift,
+                                   gp_target=optim.gp_target, aux_weight=optim.aux_weight)
+        return d_loss, functools.partial(g_loss_wgan, aux_weight=optim.aux_weight)
+    if optim.loss == "logistic-r1":
+        d_loss = functools.partial(d_loss_logistic_r1, r1_gamma=optim.r1_gamma, aux_weight=optim.aux_weight)
+        return d_loss, functools.partial(g_loss_logistic_ns, aux_weight=optim.aux_weight)
+    raise ValueError(f"optim.loss={optim.loss!r}: expected one of {', '.join(D_STAT_NAMES)}")

@@ -154,6 +154,15 @@ class _Progressive(torch.nn.Module):
         """Modules used only while fading in (the R/2 RGB layer); not part of the paper's Table 2 count."""
         return [f"{self.rgb_prefix}{self.resolution // 2}"] if self.resolution > 4 else []
 
+    def grown(self) -> "_Progressive":
+        """The same kind of network at twice the resolution with all of this one's trained layers (label embedding
+        or class logits, and buffers such as StyleGAN's w_avg, included); the new block starts fresh."""
+        param = next(self.parameters())
+        new = type(self)(self.model, self.resolution * 2, self.num_classes)
+        new = new.to(device=param.device, dtype=param.dtype)
+        new.load_grown_state_dict(self.state_dict())
+        return new
+
     def load_grown_state_dict(self, state_dict: Mapping[str, torch.Tensor]) -> dict[str, list[str]]:
         """Copy the weights of a smaller (or same-size) network of the same config; the rest stays fresh.
 
@@ -337,25 +346,3 @@ def check_label_input(labels: torch.Tensor | None, n: int, num_classes: int, wha
     if labels.ndim != 1 or labels.shape[0] != n or labels.dtype != torch.int64:
         raise ValueError(f"labels have shape {tuple(labels.shape)} and dtype {labels.dtype}; expected class "
                          f"indices [{n}] as int64 (0..{num_classes - 1})")
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Growing.
-
-def _grow(old: _Progressive, cls: type) -> _Progressive:
-    param = next(old.parameters())
-    new = cls(old.model, old.resolution * 2, old.num_classes).to(device=param.device, dtype=param.dtype)
-    new.load_grown_state_dict(old.state_dict())
-    return new
-
-
-def grow_generator(old: Generator) -> Generator:
-    """A Generator at twice `old`'s resolution with all of old's trained layers (label embedding included); the
-    new block starts fresh."""
-    return _grow(old, Generator)
-
-
-def grow_discriminator(old: Discriminator) -> Discriminator:
-    """A Discriminator at twice `old`'s resolution with all of old's trained layers (class logits included); the
-    new block starts fresh."""
-    return _grow(old, Discriminator)

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 import torch
 
 from pggan.config import ModelConfig
+from pggan.nn.factory import make_discriminator, make_generator
 from pggan.nn.networks import IMAGE_CHANNELS, Discriminator, Generator
+from pggan.nn.stylegan import StyleGenerator
 
 ACT_LABELS = {"lrelu": "LReLU", "linear": "linear"}
 
@@ -54,7 +56,8 @@ def _chw(shape: torch.Size) -> tuple[int, ...]:
     return dims + (1, 1) if len(dims) == 1 else (1, 1, 1) if not dims else dims
 
 
-def summarize(net: Generator | Discriminator, example: torch.Tensor, alpha: float = 0.5) -> NetworkSummary:
+def summarize(net: Generator | StyleGenerator | Discriminator, example: torch.Tensor,
+              alpha: float = 0.5) -> NetworkSummary:
     """Run `net` once on `example` (any device, including "meta") and record every labelled layer it calls; a
     conditional G gets class 0 for every example."""
     fade_in = set(net.fade_in_layer_names())
@@ -68,8 +71,11 @@ def summarize(net: Generator | Discriminator, example: torch.Tensor, alpha: floa
                                  sum(p.numel() for p in module.parameters()), name.split(".")[0] in fade_in))
         return hook
 
-    for name, module in net.named_modules():
-        if hasattr(module, "summary_label"):
+    labelled = [name for name, module in net.named_modules() if hasattr(module, "summary_label")]
+    for name in labelled:
+        # A labelled layer inside another (StyleGAN's AdaIN holds its affine) is counted with its parent.
+        if not any(name.startswith(outer + ".") for outer in labelled):
+            module = net.get_submodule(name)
             handles.append(module.register_forward_hook(hook_for(name, module)))
     try:
         with torch.no_grad():
@@ -80,7 +86,7 @@ def summarize(net: Generator | Discriminator, example: torch.Tensor, alpha: floa
     finally:
         for h in handles:
             h.remove()
-    is_g = isinstance(net, Generator)
+    is_g = isinstance(net, (Generator, StyleGenerator))
     return NetworkSummary(title=f"{type(net).__name__} {net.resolution}x{net.resolution}",
                           input_label="Latent vector" if is_g else "Input image",
                           input_shape=_chw(example.shape), rows=tuple(rows))
@@ -88,10 +94,12 @@ def summarize(net: Generator | Discriminator, example: torch.Tensor, alpha: floa
 
 def model_summaries(model: ModelConfig, resolution: int, num_classes: int = 0
                     ) -> tuple[NetworkSummary, NetworkSummary]:
-    """Summaries of G and D at `resolution` (conditional on num_classes if > 0), built on the meta device (no
-    memory, no compute)."""
+    """Summaries of G and D (of model.arch; conditional on num_classes if > 0) at `resolution`, built on the meta
+    device (no memory, no compute). In eval mode: StyleGAN's G then maps one latent per image (no style mixing),
+    as at generation."""
     with torch.device("meta"):
-        G, D = Generator(model, resolution, num_classes), Discriminator(model, resolution, num_classes)
+        G = make_generator(model, resolution, num_classes).eval()
+        D = make_discriminator(model, resolution, num_classes).eval()
         z = torch.empty(4, model.latent_dim)                   # [N, latent]
         x = torch.empty(4, IMAGE_CHANNELS, resolution, resolution)  # [N, 3, R, R]
     return summarize(G, z), summarize(D, x)

@@ -7,7 +7,7 @@ import torch
 
 from pggan.config import ModelConfig
 from pggan.nn.layers import downsample2x, upsample2x
-from pggan.nn.networks import (Discriminator, Generator, grow_discriminator, grow_generator, split_d_output)
+from pggan.nn.networks import Discriminator, Generator, split_d_output
 from pggan.nn.summary import model_summaries
 
 SMALL = ModelConfig(latent_dim=16, fmap_base=128, fmap_max=16, mbstd_group_size=4)
@@ -118,7 +118,7 @@ def test_unconditional_networks_have_no_label_layers() -> None:
 def test_grown_conditional_generator_at_alpha_0_reproduces_the_smaller_one_per_class(res: int) -> None:
     G = Generator(SMALL, res, num_classes=K)
     train_a_little(G, lambda: (torch.randn(6, 16), 1.0, labels_for(6)))
-    G2 = grow_generator(G)
+    G2 = G.grown()
     assert G2.num_classes == K
     assert torch.equal(G2.b4.embed.weight, G.b4.embed.weight)
     z, y = torch.randn(6, 16), labels_for(6)
@@ -130,7 +130,7 @@ def test_grown_conditional_generator_at_alpha_0_reproduces_the_smaller_one_per_c
 def test_grown_conditional_discriminator_at_alpha_0_keeps_scores_and_logits(res: int) -> None:
     D = Discriminator(SMALL, res, num_classes=K)
     train_a_little(D, lambda: (torch.randn(8, 3, res, res), 1.0))
-    D2 = grow_discriminator(D)
+    D2 = D.grown()
     assert D2.num_classes == K
     x = torch.randn(8, 3, 2 * res, 2 * res)
     with torch.no_grad():

@@ -6,7 +6,7 @@ import torch
 
 from pggan.config import ModelConfig, load_config
 from pggan.nn.layers import downsample2x, upsample2x
-from pggan.nn.networks import Discriminator, Generator, grow_discriminator, grow_generator
+from pggan.nn.networks import Discriminator, Generator
 
 SMALL = ModelConfig(latent_dim=16, fmap_base=128, fmap_max=16, mbstd_group_size=4)   # 16 ch up to 8, then 8, 4...
 
@@ -82,7 +82,7 @@ def test_discriminator_fade_in_is_lerp_of_downsampled_old_path_and_new_block() -
 def test_grown_generator_at_alpha_0_reproduces_the_trained_smaller_one(res: int) -> None:
     G = Generator(SMALL, res)
     train_a_little(G, lambda: torch.randn(8, 16))
-    G2 = grow_generator(G)
+    G2 = G.grown()
     assert G2.resolution == 2 * res
     z = torch.randn(8, 16)
     with torch.no_grad():
@@ -97,7 +97,7 @@ def test_grown_generator_at_alpha_0_reproduces_the_trained_smaller_one(res: int)
 def test_grown_discriminator_at_alpha_0_reproduces_the_trained_smaller_one(res: int) -> None:
     D = Discriminator(SMALL, res)
     train_a_little(D, lambda: torch.randn(8, 3, res, res))
-    D2 = grow_discriminator(D)
+    D2 = D.grown()
     x = torch.randn(8, 3, 2 * res, 2 * res)
     with torch.no_grad():
         assert torch.allclose(D2(x, 0.0), D(downsample2x(x), 1.0), atol=1e-5)
