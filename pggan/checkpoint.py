@@ -18,7 +18,8 @@ import torch
 
 from pggan import storage as st
 from pggan.config import PipelineConfig, StorageConfig, config_from_dict, config_to_dict
-from pggan.nn import Generator
+from pggan.nn import Generator, make_generator
+from pggan.nn.factory import generator_class
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.pt"
@@ -182,7 +183,10 @@ def checkpoint_config(state: Mapping[str, Any]) -> PipelineConfig:
 
 
 def build_generator(state: Mapping[str, Any], which: str = "G_ema") -> Generator:
-    """The generator stored in a checkpoint (default: the EMA one, used for samples and metrics), in eval mode."""
-    G = Generator(checkpoint_config(state).model, state["resolution"])
+    """The generator stored in a checkpoint (default: the EMA one, used for samples and metrics), in eval mode:
+    of the config's model.arch, conditional on as many classes as its weights hold."""
+    model = checkpoint_config(state).model
+    num_classes = generator_class(model).classes_in_state_dict(state[which]) or 0
+    G = make_generator(model, state["resolution"], num_classes)
     G.load_state_dict(state[which])
     return G.eval().requires_grad_(False)

@@ -17,6 +17,15 @@ def world_size() -> int:
     return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
+def average_buffer(module: torch.nn.Module, name: str) -> None:
+    """Average the buffer `name` of `module` over ranks in place (a no-op on one rank or when it has none), e.g.
+    StyleGAN's tracked mean w, which each rank updates from its own minibatch."""
+    buf = getattr(module, name, None)
+    if world_size() > 1 and isinstance(buf, torch.Tensor):
+        dist.all_reduce(buf)
+        buf.div_(world_size())
+
+
 def average_gradients(module: torch.nn.Module, scalars: torch.Tensor) -> torch.Tensor:
     """Mean of the gradients (and of `scalars` [K]) over all ranks, in one all-reduce; returns the mean scalars.
 

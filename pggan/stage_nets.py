@@ -7,7 +7,7 @@ from typing import Any, Mapping
 import torch
 
 from pggan.config import ModelConfig, OptimConfig
-from pggan.nn import Discriminator, Generator
+from pggan.nn import Discriminator, Generator, make_discriminator, make_generator
 
 
 @dataclass
@@ -29,16 +29,17 @@ def make_optimizers(G: torch.nn.Module, D: torch.nn.Module, lr: float,
 
 
 def build_stage(model: ModelConfig, optim: OptimConfig, res: int, lr: float, device: torch.device | str,
-                init_seed: int, previous: Mapping[str, Any] | None = None) -> StageNets:
-    """Networks at `res`, fresh from `init_seed` or grown from a smaller stage's state (its G, D, G_ema).
+                init_seed: int, previous: Mapping[str, Any] | None = None, num_classes: int = 0) -> StageNets:
+    """Networks of `model.arch` at `res` (conditional on num_classes classes if > 0), fresh from `init_seed` or
+    grown from a smaller stage's state (its G, D, G_ema).
 
     Growing keeps every trained layer. G_ema grows from the previous G_ema; its new layers start as copies of
     G's new layers (as the official Gs = G.clone()), so the EMA tracks G from the same starting point.
     """
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(init_seed)                             # identical init on every rank
-        G, D = Generator(model, res), Discriminator(model, res)
-    G_ema = Generator(model, res)
+        G, D = make_generator(model, res, num_classes), make_discriminator(model, res, num_classes)
+    G_ema = make_generator(model, res, num_classes)
     G_ema.load_state_dict(G.state_dict())
     if previous is not None:
         G.load_grown_state_dict(previous["G"])

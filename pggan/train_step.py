@@ -1,5 +1,7 @@
-"""The pure training step of one stage (paper sec. 3, WGAN-GP as in Gulrajani et al.): the fade-in of the reals,
-one D update, one G update, the gradients averaged over ranks, then the EMA of G. No Ray, no I/O.
+"""The pure training step of one stage (paper sec. 3): the fade-in of the reals, one D update, one G update, the
+gradients averaged over ranks, then the EMA of G. No Ray, no I/O. The loss is `optim.loss` (the paper's WGAN-GP, or
+StyleGAN's logistic loss with R1; pggan.losses.losses_for); with labels (a conditional G and D) both updates add
+the AC-GAN terms, fakes drawn with labels from the data set's label distribution.
 
 Building the stage's networks: pggan.stage_nets; the all-reduce: pggan.distributed; the minibatches:
 pggan.batches; images from G: pggan.sampling.
@@ -11,8 +13,9 @@ import contextlib
 import torch
 
 from pggan.config import PipelineConfig
-from pggan.distributed import NonFiniteLossError, average_gradients
-from pggan.losses import d_loss_wgan_gp, g_loss_wgan
+from pggan.distributed import NonFiniteLossError, average_buffer, average_gradients
+from pggan.labels import sample_labels
+from pggan.losses import AUX_STAT_NAMES, D_STAT_NAMES, losses_for
 from pggan.nn import Discriminator, Generator, downsample2x, upsample2x
 
 __all__ = ["NonFiniteLossError", "autocast_for", "blend_reals", "ema_update", "train_step"]
@@ -43,39 +46,60 @@ def autocast_for(device: torch.device, cfg: PipelineConfig) -> contextlib.Abstra
 
 def train_step(G: Generator, D: Discriminator, G_ema: Generator, opt_G: torch.optim.Optimizer,
                opt_D: torch.optim.Optimizer, reals: torch.Tensor, alpha: float,
-               cfg: PipelineConfig) -> dict[str, float]:
+               cfg: PipelineConfig, real_labels: torch.Tensor | None = None,
+               label_probs: torch.Tensor | None = None) -> dict[str, float]:
     """One D update then one G update on this rank's share of the global minibatch, then the EMA.
 
-    reals: float [n, 3, R, R] in [-1, 1]. Returns the losses averaged over all ranks. Raises
-    NonFiniteLossError (on every rank) when a loss or gradient is NaN/Inf.
+    reals: float [n, 3, R, R] in [-1, 1]; with a conditional G/D, real_labels int64 [n] and label_probs [K] (the
+    data set's class frequencies, from which the fakes' labels are drawn). Returns the losses averaged over all
+    ranks (the D stats of optim.loss, the AC-GAN stats when conditional, g_loss). Raises NonFiniteLossError (on
+    every rank) when a loss or gradient is NaN/Inf.
     """
     o, n = cfg.optim, reals.shape[0]
+    conditional = G.num_classes > 0
+    if conditional and (real_labels is None or label_probs is None):
+        raise ValueError(f"G is conditional on {G.num_classes} classes: pass real_labels [n] and label_probs [K]")
+    d_loss_fn, g_loss_fn = losses_for(o)
+    d_names = D_STAT_NAMES[o.loss] + (AUX_STAT_NAMES if conditional else ())
     reals = blend_reals(reals, alpha)                            # [n, 3, R, R]
     amp = autocast_for(reals.device, cfg)
 
-    # D: WGAN-GP with drift; fakes carry no graph into G.
+    def fake_labels() -> torch.Tensor | None:                    # int64 [n] or None
+        return sample_labels(label_probs, n, device=reals.device) if conditional else None
+
+    # D: fakes carry no graph into G.
+    y_fake = fake_labels()
     with torch.no_grad(), amp:
-        fakes = G(torch.randn(n, G.model.latent_dim, device=reals.device), alpha).float()   # [n, 3, R, R]
+        fakes = G(torch.randn(n, G.model.latent_dim, device=reals.device), alpha,
+                  **_label_kw(y_fake)).float()                  # [n, 3, R, R]
     with amp:
-        d_loss, d_stats = d_loss_wgan_gp(D, reals, fakes, alpha, o.gp_lambda, o.drift, o.gp_target)
+        d_loss, d_stats = d_loss_fn(D, reals, fakes, alpha, **({"real_labels": real_labels, "fake_labels": y_fake}
+                                                               if conditional else {}))
     opt_D.zero_grad(set_to_none=True)
     d_loss.backward()
-    d_avg = average_gradients(D, torch.tensor([d_stats[k] for k in ("d_loss", "gp", "drift", "wdist")]))
+    d_avg = average_gradients(D, torch.tensor([d_stats[k] for k in d_names]))
     opt_D.step()
 
-    # G: -D(G(z)); D's weights are held fixed so no gradient is spent on them.
+    # G: D's weights are held fixed so no gradient is spent on them.
+    y_fake = fake_labels()
     D.requires_grad_(False)
     try:
         with amp:
-            fakes = G(torch.randn(n, G.model.latent_dim, device=reals.device), alpha)        # [n, 3, R, R]
-            g_loss, _ = g_loss_wgan(D, fakes, alpha)
+            fakes = G(torch.randn(n, G.model.latent_dim, device=reals.device), alpha,
+                      **_label_kw(y_fake))                      # [n, 3, R, R]
+            g_loss, _ = g_loss_fn(D, fakes, alpha, **({"labels": y_fake} if conditional else {}))
         opt_G.zero_grad(set_to_none=True)
         g_loss.backward()
     finally:
         D.requires_grad_(True)
     g_avg = average_gradients(G, g_loss.detach().reshape(1))
     opt_G.step()
+    average_buffer(G, "w_avg")                                   # StyleGAN's tracked mean w: one value on all ranks
 
     ema_update(G_ema, G, o.ema_beta)
-    d = d_avg.tolist()
-    return {"d_loss": d[0], "gp": d[1], "drift": d[2], "wdist": d[3], "g_loss": float(g_avg[0])}
+    return dict(zip(d_names, d_avg.tolist())) | {"g_loss": float(g_avg[0])}
+
+
+def _label_kw(labels: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """G's keyword for labels: none for an unconditional G (StyleGAN's forward takes no labels)."""
+    return {} if labels is None else {"labels": labels}

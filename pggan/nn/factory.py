@@ -18,10 +18,15 @@ def _pick(table: dict[str, type], model: ModelConfig) -> type:
         raise ValueError(f"model.arch={model.arch!r}: expected one of {', '.join(table)}") from None
 
 
+def generator_class(model: ModelConfig) -> type[Generator] | type[StyleGenerator]:
+    """The G class of `model.arch` (e.g. for its classes_in_state_dict)."""
+    return _pick(GENERATORS, model)
+
+
 def make_generator(model: ModelConfig, resolution: int, num_classes: int = 0) -> Generator | StyleGenerator:
     """G for `model.arch` at `resolution` (fresh weights from the current torch RNG); conditional on num_classes
     classes if > 0."""
-    return _pick(GENERATORS, model)(model, resolution, num_classes)
+    return generator_class(model)(model, resolution, num_classes)
 
 
 def make_discriminator(model: ModelConfig, resolution: int, num_classes: int = 0) -> Discriminator:
