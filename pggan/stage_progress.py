@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pggan import storage as st
 from pggan.imaging import sample_grid_image, to_uint8
-from pggan.sampling import generate, sample_latents
+from pggan.sampling import generate, sample_latents, seeded_noise
 from pggan.schedule import StagePlan, next_boundary, phase_at
 from pggan.stage_log import FanoutLogger, JsonlStageLogger, RunHooks, append_jsonl
 from pggan.stage_nets import StageNets
@@ -133,7 +133,8 @@ class StageProgress:
                     f"{m['img_per_s']:.1f} img/s | eta {_duration(eta)}")
         kimg = nimg / 1000
         self.logger.log_metrics({**m, "resolution": self.job.res, "kimg": kimg, "lr": self.plan.lr}, kimg)
-        fakes = generate(self.nets.G_ema, self.latents, alpha)          # [g*g, 3, R, R]
+        with seeded_noise(self.nets.G_ema, self.job.cfg.eval.seed):    # StyleGAN: the same noise every tick,
+            fakes = generate(self.nets.G_ema, self.latents, alpha)      # training's RNG untouched [g*g, 3, R, R]
         self.logger.log_image(sample_grid_image(to_uint8(fakes), cols=self.job.cfg.eval.grid_size), "grids", kimg)
 
     def finished(self, digests: list[dict[str, Any]]) -> None:
