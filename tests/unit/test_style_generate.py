@@ -135,3 +135,12 @@ def test_the_pyfunc_of_a_pggan_model_refuses_psi(pggan_ckpt, tmp_path):
     serving.save_model(path, generator=build_generator(load_checkpoint(pggan_ckpt)))
     with pytest.raises(MlflowException, match="StyleGAN"):
         mlflow.pyfunc.load_model(path).predict(pd.DataFrame({"num": [1], "psi": [0.5]}))
+
+
+def test_the_evaluation_scores_random_noise_drawn_from_its_seed(G):
+    from pggan.evaluation import fake_images
+
+    a, b = fake_images(G, 4, RES, seed=1), fake_images(G, 4, RES, seed=1)
+    np.testing.assert_array_equal(a, b)                                       # a reproducible score
+    np.testing.assert_array_equal(a, generate_images(G, 4, seed=1, noise_mode="random"))
+    assert not np.array_equal(a, generate_images(G, 4, seed=1, noise_mode="const"))
