@@ -144,3 +144,13 @@ def test_the_evaluation_scores_random_noise_drawn_from_its_seed(G):
     np.testing.assert_array_equal(a, b)                                       # a reproducible score
     np.testing.assert_array_equal(a, generate_images(G, 4, seed=1, noise_mode="random"))
     assert not np.array_equal(a, generate_images(G, 4, seed=1, noise_mode="const"))
+
+
+def test_a_stylegan_latent_walk_keeps_its_noise_still_and_takes_psi(G):
+    from pggan.generate import interpolate
+
+    walk = interpolate(G, num=2, seed=0, steps=2, keyframes=2, noise_mode="random")   # [4, 2, R, R, 3]
+    again = interpolate(G, num=2, seed=0, steps=2, keyframes=2, noise_mode="random")
+    np.testing.assert_array_equal(walk, again)
+    flat = interpolate(G, num=2, seed=0, steps=2, keyframes=2, psi=0.0)              # every frame the mean w
+    assert np.abs(flat.astype(int) - flat[:1, :1].astype(int)).max() <= 1
