@@ -29,6 +29,7 @@ from pggan import checkpoint as ckpt_io
 from pggan import storage as st
 from pggan.dataset import MANIFEST, count_rows, level_name, read_level_rows, read_manifest
 from pggan.generate import generate_images, load_generator, tracking_uri_for
+from pggan.nn.factory import is_style_generator
 from pggan.imaging import box_pyramid, sample_grid_image
 from pggan.metrics import evaluate_images
 from pggan.metrics.reference import (eval_indices, eval_size, real_vs_real_swd, reference_split, swd_by_resolution,
@@ -124,8 +125,10 @@ def stored_reference(dataset_url: str, level: Level, n: int, seed: int,
 
 def fake_images(G: torch.nn.Module, n: int, res: int, seed: int) -> np.ndarray:
     """n images of G from the seed's fixed latents, box-downsampled to `res` as ingest makes the lower levels:
-    uint8 [n, res, res, 3]. G runs on whatever device it is on."""
-    fakes = generate_images(G, n, seed)                                          # uint8 [n, R, R, 3]
+    uint8 [n, res, res, 3]. G runs on whatever device it is on. A StyleGAN G's noise is random (the distribution
+    it was trained to match), drawn from the seed so that the score is reproducible."""
+    noise = "random" if is_style_generator(G) else None
+    fakes = generate_images(G, n, seed, noise_mode=noise)                        # uint8 [n, R, R, 3]
     if fakes.shape[1] > res:
         fakes = np.stack([box_pyramid(f, min_res=res)[res] for f in fakes])     # uint8 [n, res, res, 3]
     return fakes

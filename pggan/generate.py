@@ -5,7 +5,7 @@ import argparse
 import io
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -13,8 +13,9 @@ from PIL import Image
 
 from pggan import storage as st
 from pggan.config import PipelineConfig
+from pggan.nn.factory import is_style_generator
 from pggan.imaging import encode_png, image_grid, to_uint8
-from pggan.sampling import generate, sample_latents
+from pggan.sampling import generate, sample_latents, seeded_noise, style_options
 
 MLFLOW_SCHEMES = ("models:/", "runs:/", "mlflow-artifacts:/")
 MAX_SEED = 2**63 - 1
@@ -82,11 +83,67 @@ def check_request(num: int, seed: int, max_num: int | None = None) -> None:
         raise GenerateError(f"seed {seed}: must be in 0..2**63-1")
 
 
-def generate_images(G: torch.nn.Module, num: int, seed: int = 0, batch: int = 64) -> np.ndarray:
-    """`num` images from the latents of `seed`: uint8 [num, R, R, 3]. The same seed gives the same images."""
+def check_style_request(G: torch.nn.Module, psi: float = 1.0, noise_mode: str | None = None) -> dict[str, Any]:
+    """G's keyword arguments for psi / noise_mode (StyleGAN only); GenerateError for a PGGAN G or a bad value."""
+    if noise_mode not in (None, "const", "random"):
+        raise GenerateError(f"noise {noise_mode!r}: expected const or random")
+    if not -2.0 <= psi <= 2.0:
+        raise GenerateError(f"truncation psi {psi:g}: expected a value in [-2, 2] (1 = none, 0.7 the paper's)")
+    try:
+        return style_options(G, psi, noise_mode)
+    except ValueError as e:
+        raise GenerateError(str(e)) from None
+
+
+def noise_for(G: torch.nn.Module, noise_mode: str | None) -> str | None:
+    """Generation's noise: as asked, else const for a StyleGAN G (the same image for the same w), None for PGGAN."""
+    return noise_mode or ("const" if is_style_generator(G) else None)
+
+
+def generate_images(G: torch.nn.Module, num: int, seed: int = 0, batch: int = 64, psi: float = 1.0,
+                    noise_mode: str | None = None) -> np.ndarray:
+    """`num` images from the latents of `seed`: uint8 [num, R, R, 3]. The same seed gives the same images (a
+    StyleGAN G's random noise is drawn from the seed too). psi (truncation) and noise_mode (const, the default, or
+    random): StyleGAN only."""
     check_request(num, seed)
+    check_style_request(G, psi, noise_mode)
+    noise_mode = noise_for(G, noise_mode)
     z = sample_latents(num, latent_dim_of(G), seed)              # [num, latent]
-    return to_uint8(generate(G, z, batch=batch))                 # [num, R, R, 3]
+    with seeded_noise(G, seed):
+        return to_uint8(generate(G, z, batch=batch, psi=psi, noise_mode=noise_mode))   # [num, R, R, 3]
+
+
+def style_mix_images(G: torch.nn.Module, rows: int, cols: int, seed: int = 0, groups: Sequence[str] | None = None,
+                     psi: float = 1.0, noise_mode: str | None = None) -> np.ndarray:
+    """StyleGAN's style-mixing figure: `cols` column sources along the top, then for each style group (default:
+    those G has of coarse, middle, fine) `rows` row sources, each taking the column sources' styles on that
+    group's layers. uint8 [(1 + len(groups) * rows) * (1 + cols), R, R, 3], row-major with 1 + cols columns."""
+    from pggan.nn.stylegan import STYLE_GROUPS
+    from pggan.style_mix import style_layers, style_mix_grid
+
+    check_request(rows * cols, seed)
+    check_style_request(G, psi, noise_mode)
+    if not is_style_generator(G):
+        raise GenerateError(f"--style-mix needs a StyleGAN generator (model.arch: stylegan); this one is a "
+                            f"{type(G).__name__}")
+    try:
+        groups = list(groups) if groups else [g for g in STYLE_GROUPS if _has_layers(G, g, style_layers)]
+        z = sample_latents(rows + cols, latent_dim_of(G), seed)               # [rows + cols, latent]
+        parts = []
+        with seeded_noise(G, seed):
+            for i, group in enumerate(groups):
+                grid = style_mix_grid(G, z[:rows], z[rows:], group, psi=psi, noise_mode=noise_mode or "const")
+                parts.append(grid if i == 0 else grid[1 + cols:])            # the column sources' row once
+    except ValueError as e:
+        raise GenerateError(str(e)) from None
+    return to_uint8(torch.cat(parts))                                         # [(1 + g*rows) * (1 + cols), R, R, 3]
+
+
+def _has_layers(G: torch.nn.Module, group: str, style_layers: Any) -> bool:
+    try:
+        return len(style_layers(G, group)) > 0
+    except ValueError:
+        return False
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -100,10 +157,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def interpolate(G: torch.nn.Module, num: int, seed: int, steps: int, keyframes: int = 4,
-                batch: int = 64) -> np.ndarray:
+                batch: int = 64, psi: float = 1.0, noise_mode: str | None = None) -> np.ndarray:
     """A looping latent walk: `keyframes` random points per walk, `steps` frames between consecutive ones, `num`
     walks side by side. Returns uint8 frames [keyframes * steps, num, R, R, 3]."""
     check_request(num, seed)
+    check_style_request(G, psi, noise_mode)
+    noise_mode = noise_for(G, noise_mode)
     if steps < 1 or keyframes < 2:
         raise GenerateError(f"--interpolate {steps} with {keyframes} keyframes: need at least 1 step and 2 keyframes")
     keys = sample_latents(keyframes * num, latent_dim_of(G), seed).reshape(keyframes, num, -1)  # [K, num, latent]
@@ -111,7 +170,8 @@ def interpolate(G: torch.nn.Module, num: int, seed: int, steps: int, keyframes: 
     for f in range(keyframes * steps):
         k, t = divmod(f, steps)
         z = slerp(keys[k], keys[(k + 1) % keyframes], t / steps)  # [num, latent]
-        frames.append(to_uint8(generate(G, z, batch=batch)))     # [num, R, R, 3]
+        with seeded_noise(G, seed):                              # StyleGAN: the same noise in every frame
+            frames.append(to_uint8(generate(G, z, batch=batch, psi=psi, noise_mode=noise_mode)))  # [num, R, R, 3]
     return np.stack(frames)                                      # [F, num, R, R, 3]
 
 
@@ -142,15 +202,29 @@ def output_format(out: str, fmt: str | None, interpolate_steps: int) -> str:
     return fmt
 
 
+def parse_grid(spec: str) -> tuple[int, int]:
+    """--style-mix ROWSxCOLS -> (rows, cols)."""
+    r, _, c = spec.lower().partition("x")
+    if not (r.isdigit() and c.isdigit() and int(r) >= 1 and int(c) >= 1):
+        raise GenerateError(f"--style-mix {spec!r}: expected ROWSxCOLS, e.g. 3x5 (row sources x column sources)")
+    return int(r), int(c)
+
+
 def render(G: torch.nn.Module, args: argparse.Namespace) -> bytes:
     """The bytes of --out: a PNG grid, raw uint8 images (.npy), or a GIF / .npy of a latent walk."""
     fmt = output_format(args.out, args.format, args.interpolate)
+    psi, noise = getattr(args, "truncation", 1.0), getattr(args, "noise", None)
+    if getattr(args, "style_mix", None):
+        rows, cols = parse_grid(args.style_mix)
+        images = style_mix_images(G, rows, cols, args.seed, args.mix_groups, psi, noise)   # [n, R, R, 3]
+        return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=1 + cols))
     if args.interpolate:
-        frames = interpolate(G, args.num, args.seed, args.interpolate, args.keyframes, args.batch)  # [F, n, R, R, 3]
+        frames = interpolate(G, args.num, args.seed, args.interpolate, args.keyframes, args.batch,
+                             psi, noise)                                           # [F, n, R, R, 3]
         if fmt == "npy":
             return npy_bytes(frames)
         return gif_bytes(np.stack([image_grid(f, cols=args.cols) for f in frames]), args.fps)
-    images = generate_images(G, args.num, args.seed, args.batch)          # [n, R, R, 3]
+    images = generate_images(G, args.num, args.seed, args.batch, psi, noise)   # [n, R, R, 3]
     return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=args.cols))
 
 

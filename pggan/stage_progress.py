@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pggan import storage as st
 from pggan.imaging import sample_grid_image, to_uint8
-from pggan.sampling import generate, sample_latents
+from pggan.sampling import generate, sample_latents, seeded_noise
 from pggan.schedule import StagePlan, next_boundary, phase_at
 from pggan.stage_log import FanoutLogger, JsonlStageLogger, RunHooks, append_jsonl
 from pggan.stage_nets import StageNets
@@ -36,6 +36,17 @@ class StageJob(Protocol):
 def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+# The tick line's loss terms, by the stats each loss returns (pggan.losses.D_STAT_NAMES); unknown keys skipped.
+LOSS_TERMS = (("d_loss", "D", "+.3f"), ("g_loss", "G", "+.3f"), ("wdist", "W", "+.3f"), ("gp", "gp", ".3f"),
+              ("r1", "r1", ".3f"), ("real_score", "real", "+.2f"), ("fake_score", "fake", "+.2f"),
+              ("d_acc_real", "acc", ".2f"))
+
+
+def loss_line(m: dict[str, float]) -> str:
+    """`D -0.123 G +0.456 W +0.1 gp 0.002` (WGAN-GP) or `D ... G ... r1 ... real ... fake ...` (logistic + R1)."""
+    return " ".join(f"{label} {m[k]:{fmt}}" for k, label, fmt in LOSS_TERMS if k in m)
 
 
 class StageProgress:
@@ -118,11 +129,12 @@ class StageProgress:
         eta = (total - nimg) / max(m["img_per_s"], 1e-9)
         phase = phase_at(self.job.cfg.schedule, self.job.res, nimg - 1)
         self._print(f"{phase:9s} [{bar}] {done:4.0%} kimg {nimg / 1000:.2f}/{total / 1000:.2f} alpha {alpha:.2f} | "
-                    f"D {m['d_loss']:+.3f} G {m['g_loss']:+.3f} W {m['wdist']:+.3f} gp {m['gp']:.3f} | "
+                    f"{loss_line(m)} | "
                     f"{m['img_per_s']:.1f} img/s | eta {_duration(eta)}")
         kimg = nimg / 1000
         self.logger.log_metrics({**m, "resolution": self.job.res, "kimg": kimg, "lr": self.plan.lr}, kimg)
-        fakes = generate(self.nets.G_ema, self.latents, alpha)          # [g*g, 3, R, R]
+        with seeded_noise(self.nets.G_ema, self.job.cfg.eval.seed):    # StyleGAN: the same noise every tick,
+            fakes = generate(self.nets.G_ema, self.latents, alpha)      # training's RNG untouched [g*g, 3, R, R]
         self.logger.log_image(sample_grid_image(to_uint8(fakes), cols=self.job.cfg.eval.grid_size), "grids", kimg)
 
     def finished(self, digests: list[dict[str, Any]]) -> None:

@@ -60,6 +60,19 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=12.0, help="GIF frames per second")
     parser.add_argument("--cols", type=int, default=None, help="grid columns (default: square)")
     parser.add_argument("--batch", type=int, default=64, help="images per generator call")
+    style = parser.add_argument_group("StyleGAN (model.arch: stylegan)")
+    style.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
+                       help="truncation psi: w' = w_avg + PSI * (w - w_avg) up to model.truncation_cutoff "
+                            "(1 = none, the default; 0.7 the paper's; 0 = the mean-w image)")
+    style.add_argument("--style-mix", default=None, metavar="ROWSxCOLS",
+                       help="the style-mixing figure instead of a grid: ROWS row sources x COLS column sources, "
+                            "for each of --mix-groups (e.g. 3x5)")
+    style.add_argument("--mix-groups", nargs="+", choices=("coarse", "middle", "fine"), default=None,
+                       help="crossover groups of --style-mix: coarse 4-8, middle 16-32, fine 64+ (default: those "
+                            "the generator has)")
+    style.add_argument("--noise", choices=("const", "random"), default=None,
+                       help="per-pixel noise: const (stored in the model, the default) or random (drawn from "
+                            "--seed, so still reproducible)")
     add_tracking_uri_arg(parser)
     add_config_args(parser)
 

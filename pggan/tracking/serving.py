@@ -3,7 +3,8 @@
 One artifact, two flavours. `mlflow.pytorch.load_model(uri)` returns the pggan Generator (pickle serialization:
 the pggan package must be importable where it is loaded). `mlflow.pyfunc.load_model(uri)` and
 `mlflow models serve -m models:/pggan@champion --env-manager local` use this module's `_load_pyfunc`: a request
-row {"num": N, "seed": S} (seed optional, default 0) answers N rows {"request", "seed", "index", "png"} with
+row {"num": N, "seed": S, "psi": P} (seed optional, default 0; psi, StyleGAN's truncation, optional, default
+1 = none) answers N rows {"request", "seed", "index", "png"} with
 base64-encoded PNG images, the same images `pggan generate --seed S` makes. The model signature describes this
 serving interface (the pytorch flavour takes latents [N, latent_dim] and needs no signature).
 """
@@ -31,7 +32,8 @@ INPUT_EXAMPLE = pd.DataFrame({"num": [2], "seed": [0]})
 
 
 def serving_signature() -> ModelSignature:
-    inputs = Schema([ColSpec("long", "num"), ColSpec("long", "seed", required=False)])
+    inputs = Schema([ColSpec("long", "num"), ColSpec("long", "seed", required=False),
+                     ColSpec("double", "psi", required=False)])
     outputs = Schema([ColSpec("long", "request"), ColSpec("long", "seed"), ColSpec("long", "index"),
                       ColSpec("string", "png")])
     return ModelSignature(inputs=inputs, outputs=outputs)
@@ -50,6 +52,7 @@ def model_metadata(G: torch.nn.Module) -> dict[str, Any]:
     import dataclasses
 
     return {"pggan.resolution": int(G.resolution), "pggan.latent_dim": latent_dim_of(G),
+            "pggan.arch": getattr(G.model, "arch", "pggan"),
             "pggan.model": dataclasses.asdict(G.model)}
 
 
@@ -95,9 +98,13 @@ class GeneratorService:
         if total > MAX_IMAGES_PER_REQUEST:
             raise MlflowException.invalid_parameter_value(
                 f"{total} images requested; at most {MAX_IMAGES_PER_REQUEST} per request - split the request")
+        psis = _request_psis(model_input)
         out = []
         for i, (num, seed) in enumerate(rows):
-            images = generate_images(self.generator, num, seed)              # [num, R, R, 3]
+            try:
+                images = generate_images(self.generator, num, seed, psi=psis[i])  # [num, R, R, 3]
+            except GenerateError as e:
+                raise MlflowException.invalid_parameter_value(str(e)) from None
             out += [{"request": i, "seed": seed, "index": j, "png": base64.b64encode(encode_png(img)).decode()}
                     for j, img in enumerate(images)]
         return pd.DataFrame(out, columns=["request", "seed", "index", "png"])
@@ -119,6 +126,14 @@ def _request_rows(model_input: Any) -> list[tuple[int, int]]:
             raise MlflowException.invalid_parameter_value(str(e)) from None
         rows.append((int(num), seed))
     return rows
+
+
+def _request_psis(model_input: Any) -> list[float]:
+    """Each row's truncation psi (StyleGAN models; column optional, default 1 = none)."""
+    frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+    if "psi" not in frame.columns:
+        return [1.0] * len(frame)
+    return [1.0 if psi is None or (isinstance(psi, float) and np.isnan(psi)) else float(psi) for psi in frame["psi"]]
 
 
 def decode_png_column(frame: pd.DataFrame) -> np.ndarray:

@@ -40,6 +40,16 @@ def test_summary_of_the_paper_config_prints_table_2(capsys: pytest.CaptureFixtur
     assert "torgb512" in out.split("Used only during fade-in")[1]          # listed, but outside the total
 
 
+def test_summary_of_the_stylegan_preset_gives_26_2m_for_g_and_23_1m_for_d(capsys: pytest.CaptureFixture) -> None:
+    code, out, err = run_cli(capsys, "summary", "--config", "pipelines/configs/stylegan-ffhq-1024.yaml")
+    assert code == 0 and err == ""
+    assert out.startswith("StyleGenerator 1024x1024")
+    g_total, d_total = exact_totals(out)
+    assert abs(g_total - 26.2e6) / 26.2e6 < 0.01                            # the StyleGAN paper's G
+    assert abs(d_total - 23.1e6) / 23.1e6 < 0.01                            # PGGAN's D (the blur has no weights)
+    assert len(re.findall(r" mapping\.fc\d ", out)) == 8                    # the 8-layer mapping network
+
+
 def test_summary_rows_follow_the_forward_pass_and_match_real_shapes() -> None:
     model = ModelConfig(latent_dim=16, fmap_base=128, fmap_max=16)
     G_meta, D_meta = model_summaries(model, 16)
