@@ -74,6 +74,8 @@ def local_ray_env(environ: dict[str, str] | os._Environ) -> dict[str, str]:
 
 
 DASHBOARD_PORT = 8265     # Ray's usual dashboard port; a private Ray takes a free one when another Ray holds it
+DASHBOARD_ATTEMPTS = 3    # another Ray starting at the same moment can win the port: start again on another
+PORT_TAKEN = ("already occupied", "address already in use")
 
 
 def _free_port(preferred: int) -> int:
@@ -100,7 +102,25 @@ def start_private_ray(num_cpus: int, **init_kwargs) -> str:
     """
     import ray
 
-    port = _free_port(DASHBOARD_PORT)
+    preferred = DASHBOARD_PORT
+    for attempt in range(DASHBOARD_ATTEMPTS):
+        port = _free_port(preferred)
+        try:
+            _init_with_dashboard(port, num_cpus, init_kwargs)
+            return f"http://127.0.0.1:{port}"
+        except Exception as e:  # noqa: BLE001 - Ray reports the dashboard's bind error as a bare Exception
+            # Another Ray starting at the same moment can take the port between our check and Ray's own check
+            # (ValueError "already occupied") or the dashboard's bind (Exception "address already in use").
+            if not any(m in str(e) for m in PORT_TAKEN) or attempt == DASHBOARD_ATTEMPTS - 1:
+                raise
+            ray.shutdown()
+            preferred = 0                                       # next time: any port the kernel hands out
+    raise AssertionError("unreachable")
+
+
+def _init_with_dashboard(port: int, num_cpus: int, init_kwargs: dict) -> None:
+    import ray
+
     url = f"http://127.0.0.1:{port}"
     saved = os.environ.get("RAY_API_SERVER_ADDRESS")
     os.environ["RAY_API_SERVER_ADDRESS"] = url
@@ -112,7 +132,6 @@ def start_private_ray(num_cpus: int, **init_kwargs) -> str:
             os.environ.pop("RAY_API_SERVER_ADDRESS", None)
         else:
             os.environ["RAY_API_SERVER_ADDRESS"] = saved
-    return url
 
 
 def init_ray(cfg: PipelineConfig) -> str:
