@@ -5,7 +5,7 @@ import argparse
 import io
 import os
 import sys
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -82,11 +82,36 @@ def check_request(num: int, seed: int, max_num: int | None = None) -> None:
         raise GenerateError(f"seed {seed}: must be in 0..2**63-1")
 
 
-def generate_images(G: torch.nn.Module, num: int, seed: int = 0, batch: int = 64) -> np.ndarray:
-    """`num` images from the latents of `seed`: uint8 [num, R, R, 3]. The same seed gives the same images."""
+def generate_images(G: torch.nn.Module, num: int, seed: int = 0, batch: int = 64,
+                    labels: Sequence[str | int] | torch.Tensor | None = None) -> np.ndarray:
+    """`num` images from the latents of `seed`: uint8 [num, R, R, 3]. The same seed gives the same images.
+    A conditional G takes `labels` (class names or indices, one per image, or one for all); without, it cycles
+    through its classes (image i is of class i mod K). Labels on an unconditional G are refused (one line)."""
     check_request(num, seed)
     z = sample_latents(num, latent_dim_of(G), seed)              # [num, latent]
-    return to_uint8(generate(G, z, batch=batch))                 # [num, R, R, 3]
+    return to_uint8(generate(G, z, batch=batch, labels=image_labels(G, num, labels)))  # [num, R, R, 3]
+
+
+def image_labels(G: torch.nn.Module, num: int, labels: Sequence[str | int] | torch.Tensor | None
+                 ) -> torch.Tensor | None:
+    """The class index int64 [num] of each image for G (None for an unconditional G): `labels` (one per image,
+    or a single one for all), else the classes in turn. Raises GenerateError listing the valid labels."""
+    from pggan.labels import LabelError, generator_classes, label_indices
+
+    names = generator_classes(G)
+    try:
+        if labels is None:
+            return torch.arange(num) % len(names) if names else None
+        if isinstance(labels, torch.Tensor):
+            labels = labels.tolist()
+        found = label_indices(list(labels), names)              # [L]
+    except LabelError as e:
+        raise GenerateError(str(e)) from None
+    if len(found) == 1:
+        return found.repeat(num)
+    if len(found) != num:
+        raise GenerateError(f"{len(found)} labels for {num} images: give one label, or one per image")
+    return found
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
@@ -100,10 +125,12 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def interpolate(G: torch.nn.Module, num: int, seed: int, steps: int, keyframes: int = 4,
-                batch: int = 64) -> np.ndarray:
+                batch: int = 64, labels: Sequence[str | int] | None = None) -> np.ndarray:
     """A looping latent walk: `keyframes` random points per walk, `steps` frames between consecutive ones, `num`
-    walks side by side. Returns uint8 frames [keyframes * steps, num, R, R, 3]."""
+    walks side by side (of a conditional G: each of one class, as generate_images). Returns uint8 frames
+    [keyframes * steps, num, R, R, 3]."""
     check_request(num, seed)
+    walk_labels = image_labels(G, num, labels)                  # [num] or None
     if steps < 1 or keyframes < 2:
         raise GenerateError(f"--interpolate {steps} with {keyframes} keyframes: need at least 1 step and 2 keyframes")
     keys = sample_latents(keyframes * num, latent_dim_of(G), seed).reshape(keyframes, num, -1)  # [K, num, latent]
@@ -111,7 +138,7 @@ def interpolate(G: torch.nn.Module, num: int, seed: int, steps: int, keyframes: 
     for f in range(keyframes * steps):
         k, t = divmod(f, steps)
         z = slerp(keys[k], keys[(k + 1) % keyframes], t / steps)  # [num, latent]
-        frames.append(to_uint8(generate(G, z, batch=batch)))     # [num, R, R, 3]
+        frames.append(to_uint8(generate(G, z, batch=batch, labels=walk_labels)))  # [num, R, R, 3]
     return np.stack(frames)                                      # [F, num, R, R, 3]
 
 
@@ -142,16 +169,40 @@ def output_format(out: str, fmt: str | None, interpolate_steps: int) -> str:
     return fmt
 
 
+def requested_labels(G: torch.nn.Module, label_args: Sequence[str] | None, per_class: int | None,
+                     num: int) -> tuple[list[str] | None, int]:
+    """(label of each image or None, number of images) from --label (repeatable: the images take the given
+    labels in turn) and --per-class N (N images of each class, or of each --label, class after class). Labels or
+    --per-class on an unconditional G are refused in one line."""
+    from pggan.labels import generator_classes
+
+    names = generator_classes(G)
+    if per_class is not None:
+        if per_class < 1:
+            raise GenerateError(f"--per-class {per_class}: must be at least 1")
+        if not names:
+            raise GenerateError("--per-class: the model is unconditional (trained without labels); use --num")
+        classes = list(label_args or names)
+        return [c for c in classes for _ in range(per_class)], len(classes) * per_class
+    if not label_args:
+        return None, num
+    return [label_args[i % len(label_args)] for i in range(num)], num
+
+
 def render(G: torch.nn.Module, args: argparse.Namespace) -> bytes:
-    """The bytes of --out: a PNG grid, raw uint8 images (.npy), or a GIF / .npy of a latent walk."""
+    """The bytes of --out: a PNG grid, raw uint8 images (.npy), or a GIF / .npy of a latent walk. A conditional
+    G's images take --label / --per-class (default: the classes in turn)."""
     fmt = output_format(args.out, args.format, args.interpolate)
+    labels, num = requested_labels(G, getattr(args, "label", None), getattr(args, "per_class", None), args.num)
+    cols = args.cols or (getattr(args, "per_class", None) or None)  # --per-class: one row per class
     if args.interpolate:
-        frames = interpolate(G, args.num, args.seed, args.interpolate, args.keyframes, args.batch)  # [F, n, R, R, 3]
+        frames = interpolate(G, num, args.seed, args.interpolate, args.keyframes, args.batch,
+                             labels=labels)                      # [F, n, R, R, 3]
         if fmt == "npy":
             return npy_bytes(frames)
-        return gif_bytes(np.stack([image_grid(f, cols=args.cols) for f in frames]), args.fps)
-    images = generate_images(G, args.num, args.seed, args.batch)          # [n, R, R, 3]
-    return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=args.cols))
+        return gif_bytes(np.stack([image_grid(f, cols=cols) for f in frames]), args.fps)
+    images = generate_images(G, num, args.seed, args.batch, labels=labels)   # [n, R, R, 3]
+    return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=cols))
 
 
 # ----------------------------------------------------------------------------------------------------------------
