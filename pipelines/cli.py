@@ -24,6 +24,9 @@ def add_summary_args(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser)
     parser.add_argument("--resolution", type=int, default=None,
                         help="resolution of the networks to tabulate (default: data.resolution)")
+    parser.add_argument("--num-classes", type=int, default=0, metavar="K",
+                        help="tabulate conditional networks for K classes (data.labels=folders: the data set's "
+                             "class count); adds G's label embedding and D's K class logits (default 0)")
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -37,7 +40,9 @@ def run_summary(args: argparse.Namespace) -> int:
         check_resolution(resolution)
     except ValueError as e:
         raise ConfigError(f"--resolution: {e}") from None
-    print(summary_text(cfg.model, resolution))
+    if args.num_classes < 0 or args.num_classes == 1:
+        raise ConfigError(f"--num-classes {args.num_classes}: 0 (unconditional) or at least 2 classes")
+    print(summary_text(cfg.model, resolution, args.num_classes))
     return 0
 
 
@@ -126,6 +131,9 @@ def run_make_demo_data(args: argparse.Namespace) -> int:
 
     if args.count < 1 or args.size < 4:
         raise ConfigError(f"--count must be >= 1 and --size >= 4, got --count {args.count} --size {args.size}")
+    if args.labels and args.count < 3:
+        raise ConfigError(f"--labels: --count {args.count} cannot give each of the 3 shape kinds an image; "
+                          "use --count 3 or more")
     url = write_synthetic_dataset(args.out, args.count, args.size, args.seed, config_from_args(args).storage,
                                   labels=args.labels)
     kind = " in one folder per shape kind" if args.labels else ""
