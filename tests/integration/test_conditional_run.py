@@ -1,0 +1,138 @@
+"""A conditional run end to end through full_run.py (issue #19): the labelled demo shapes (one class per shape kind,
+each in its own colours), two workers, stage 8 interrupted by a NaN loss and resumed from its checkpoint. One run
+(a few minutes here) serves every assertion: the classes and their order kept through the resume, each class's
+generated images nearest its own class's reals, generating a chosen class, and the refusals in one line."""
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pggan import checkpoint as ckpt_io
+from pggan.class_eval import MATRIX_KEY, metric_name
+from pipelines.train_stage import FAULT_ENV
+from train_helpers import checkpoint_nimgs, error_line, run_dir, starts
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+CLASSES = ["circle", "square", "triangle"]             # pggan.synthetic's shape kinds, in folder (index) order
+# The tiny run, made to learn the classes in its few steps: 0.8 kimg at 4x4, 0.4 + 0.8 kimg at 8x8 (~125 steps in
+# all), a short EMA (the default 0.999 would still be ~90% the initial weights after that many steps) and twice the
+# paper's learning rate, as the demo does.
+SETS = ["data.labels=folders", "optim.ema_beta=0.9", "optim.lr=0.002", "schedule.stabilize_kimg=0.8",
+        "schedule.fade_kimg=0.4"]
+
+
+def full_run_main(argv: list[str], capsys) -> tuple[int, str, str]:
+    from pipelines.full_run import main
+
+    code = main(argv)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def conditional_run(ray_local, tmp_path_factory) -> dict:
+    """`full_run.py --config tiny.yaml --set data.labels=folders ...` on 2 workers: stage 8 hits a NaN loss 250
+    images in (no retry), so the first invocation fails with stage 4 done; the second resumes stage 8 from its
+    newest checkpoint and finishes. Returns both exit codes and outputs, and the root."""
+    import contextlib
+
+    root = str(tmp_path_factory.mktemp("conditional-root"))
+    argv = ["--config", "tiny.yaml", "--set", f"storage.root={root}", *[a for s in SETS for a in ("--set", s)],
+            "--run-id", "cond"]
+    out, err = io.StringIO(), io.StringIO()
+    from pipelines.full_run import main
+
+    run = {"root": root}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(FAULT_ENV, "8:250")
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run["first_code"] = main(argv + ["--set", "scaling.max_failures=0"])   # scaling.*: may change on resume
+        run["first_err"] = err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        run["code"] = main(argv)
+    run["stdout"], run["stderr"] = out.getvalue(), err.getvalue()
+    with open(os.path.join(run_dir(root, "cond"), "run.json")) as f:
+        run["manifest"] = json.load(f)
+    return run
+
+
+def test_the_run_is_conditional_on_the_data_sets_classes_read_once_in_folder_order(conditional_run):
+    assert conditional_run["first_code"] == 1, conditional_run["first_err"][-3000:]
+    assert conditional_run["code"] == 0, conditional_run["stderr"][-3000:]
+    classes = conditional_run["manifest"]["classes"]
+    assert classes["names"] == CLASSES
+    assert sum(classes["counts"]) == 128 and min(classes["counts"]) >= 42              # tiny: 128 images, balanced
+    assert "conditional on 3 classes: 0=circle" in conditional_run["stdout"]
+
+
+def test_an_interrupted_two_worker_stage_resumes_with_the_same_classes_and_order(conditional_run):
+    root = conditional_run["root"]
+    assert "stage 4x4: done already" in conditional_run["stdout"]
+    first, *_, last = starts(root, "cond", 8)
+    assert first["source"] == "grown" and last["source"] == "checkpoint" and last["nimg"] > 0
+    assert len(last["pids"]) == 2                                                      # two workers
+    for res in (4, 8):
+        for nimg in checkpoint_nimgs(root, "cond", res):
+            state = ckpt_io.load_checkpoint(os.path.join(run_dir(root, "cond"), "stages", f"r{res:04d}",
+                                                         ckpt_io.dir_name(nimg)))
+            assert state["class_names"] == CLASSES
+    with open(os.path.join(run_dir(root, "cond"), "logs", "r0008", "ranks.json")) as f:
+        ranks = json.load(f)["ranks"]
+    assert len(ranks) == 2 and ranks[0]["params"] == ranks[1]["params"]               # in sync after the resume
+
+
+def test_each_classes_generated_images_are_nearest_their_own_classes_reals(conditional_run):
+    metrics = conditional_run["manifest"]["stages"]["8"]["metrics"]
+    matrix = metrics[MATRIX_KEY]                                   # {generated class: {real class: SWD x1e3}}
+    print("per-class SWD x1e3 (rows: generated class, columns: real class):", json.dumps(matrix))
+    print("D aux accuracy:", {c: metrics[metric_name("aux_acc", c)] for c in CLASSES})
+    for name in CLASSES:
+        row = matrix[name]
+        assert min(row, key=row.get) == name, f"{name}'s fakes are nearer another class's reals: {row}"
+        assert metrics[metric_name("swd_class", name)] == row[name]
+        assert 0.0 <= metrics[metric_name("aux_acc", name)] <= 1.0
+    assert "per class SWD x1e3 / D aux accuracy: circle" in conditional_run["stdout"]
+
+
+def test_the_stage_grid_has_one_row_per_class(conditional_run):
+    path = os.path.join(run_dir(conditional_run["root"], "cond"), "samples", "r0008.png")
+    height, width = np.asarray(Image.open(path)).shape[:2]
+    assert round(height / (width / 4)) == len(CLASSES)             # eval.grid_size 4 columns, a row per class
+
+
+def test_generate_draws_the_chosen_class_and_refuses_a_label_outside_the_set_in_one_line(conditional_run, tmp_path,
+                                                                                         capsys):
+    from pipelines.cli import main
+
+    final = conditional_run["manifest"]["stages"]["8"]["checkpoint"]
+    out = str(tmp_path / "squares.npy")
+    assert main(["generate", "--model", final, "--label", "square", "--num", "4", "--out", out]) == 0
+    squares = np.load(out)
+    assert squares.shape == (4, 8, 8, 3)
+    assert main(["generate", "--model", final, "--label", "1", "--num", "4", "--out", out]) == 0
+    assert np.array_equal(np.load(out), squares)                   # by index: the same class
+    capsys.readouterr()
+    assert main(["generate", "--model", final, "--label", "dog", "--num", "4", "--out", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "valid labels (index=name): 0=circle, 1=square, 2=triangle" in err
+
+
+def test_a_one_class_data_set_is_refused_in_one_line(ray_local, tmp_path, capsys):
+    source = tmp_path / "photos" / "cats"
+    source.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)).save(source / f"{i}.png")
+    code, _, err = full_run_main(["--config", "tiny.yaml", "--set", f"storage.root={tmp_path / 'root'}",
+                                  "--set", f"data.source={tmp_path / 'photos'}", "--set", "data.labels=folders",
+                                  "--run-id", "oneclass"], capsys)
+    assert code == 2
+    line = error_line(err)
+    assert "has one class ('cats')" in line and "data.labels=none" in line
