@@ -8,20 +8,22 @@ from typing import Callable, Iterable, Iterator, Union
 import numpy as np
 import torch
 
+Batch = Union[torch.Tensor, tuple[torch.Tensor, ...]]   # images [n, R, R, 3], or (images, labels [n], ...)
 
-def minibatches(images: np.ndarray, batch: int, seed: int) -> Iterator[torch.Tensor]:
-    """Endless shuffled minibatches uint8 [batch, R, R, 3] from a level in memory (every image once per epoch)."""
+
+def minibatches(images: np.ndarray, batch: int, seed: int, labels: np.ndarray | None = None) -> Iterator[Batch]:
+    """Endless shuffled minibatches uint8 [batch, R, R, 3] from a level in memory (every image once per epoch);
+    with `labels` int64 [N], (images, labels [batch]) pairs."""
     if len(images) < batch:
         raise ValueError(f"a level of {len(images)} images cannot fill a minibatch of {batch}")
     pool = torch.from_numpy(np.ascontiguousarray(images))       # [N, R, R, 3]
+    classes = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.int64)   # [N]
     gen = torch.Generator().manual_seed(int(seed))
     while True:
         order = torch.randperm(len(pool), generator=gen)
         for i in range(0, len(pool) - batch + 1, batch):
-            yield pool[order[i:i + batch]]
-
-
-Batch = Union[torch.Tensor, tuple[torch.Tensor, ...]]   # images [n, R, R, 3], or (images, labels [n], ...)
+            rows = order[i:i + batch]
+            yield pool[rows] if classes is None else (pool[rows], classes[rows])
 
 
 def _parts(item: Batch) -> tuple[torch.Tensor, ...]:

@@ -247,5 +247,8 @@ def evaluate_model(model: str, dataset: str, cfg: PipelineConfig, num_images: in
         raise EvaluateError(f"--dataset {dataset} has no {res}x{res} level ({level_name(res)}); its levels are "
                             f"{', '.join(level_name(r) for r in levels)}. Ingest the data at {res} or more, or "
                             "pass --resolution with one of those levels")
-    metrics = evaluate_dataset(on_gpu_if_any(G), dataset, res, num_images, seed, cfg.storage)
+    G = on_gpu_if_any(G)
+    metrics = evaluate_dataset(G, dataset, res, num_images, seed, cfg.storage)
+    if getattr(G, "num_classes", 0):                  # per class, without D (a registered model holds only G)
+        metrics.update(evaluate_classes(G, None, dataset, res, num_images, seed, cfg.storage))
     return {**metrics, "model": model, "dataset": dataset}

@@ -236,3 +236,18 @@ def test_the_stage_end_of_a_conditional_checkpoint_adds_per_class_metrics_and_a_
 
 def test_metric_names_keep_only_characters_mlflow_accepts():
     assert metric_name("swd_class", "big cats/2") == "swd_class_big_cats/2".replace("/", "_")
+
+
+def test_in_memory_minibatches_and_the_ray_free_loop_train_a_conditional_run(cfg):
+    from pggan.batches import minibatches
+    from pggan.progressive import train_progressive
+
+    images = np.repeat(np.arange(12, dtype=np.uint8), 4 * 4 * 3).reshape(12, 4, 4, 3)
+    labels = np.arange(12) % 3
+    batch_images, batch_labels = next(minibatches(images, 4, 0, labels))
+    assert torch.equal(batch_images[:, 0, 0, 0].long() % 3, batch_labels)     # pairs kept through the shuffle
+    small = load_config("tiny.yaml", ["data.resolution=4", "schedule.stabilize_kimg=0.032", "data.labels=folders"])
+    rng = np.random.default_rng(0)
+    nets = train_progressive(small, {4: rng.integers(0, 255, (32, 4, 4, 3), dtype=np.uint8)},
+                             labels={4: np.arange(32) % 3})
+    assert nets.G_ema.num_classes == 3 and nets.D.num_classes == 3
