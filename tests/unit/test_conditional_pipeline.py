@@ -176,6 +176,20 @@ def test_the_served_model_takes_a_label_per_request_and_names_each_images_class(
     assert "label" not in plain.predict(pd.DataFrame({"num": [1]})).columns
 
 
+def test_a_saved_conditional_model_serves_a_label_by_name_or_index_through_pyfunc(cfg, tmp_path):
+    import mlflow.pyfunc
+
+    from pggan.tracking import serving
+
+    G, _ = conditional_g(cfg)
+    serving.save_model(str(tmp_path / "g"), generator=G)
+    model = mlflow.pyfunc.load_model(str(tmp_path / "g"))             # enforces the serving signature
+    by_name = model.predict(pd.DataFrame({"num": [2], "seed": [3], "label": ["triangle"]}))
+    by_index = model.predict(pd.DataFrame({"num": [2], "seed": [3], "label": ["2"]}))
+    assert by_name["label"].tolist() == ["triangle", "triangle"]
+    assert by_name["png"].tolist() == by_index["png"].tolist()
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # The per-class stage-end metrics.
 
