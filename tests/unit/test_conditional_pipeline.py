@@ -265,3 +265,13 @@ def test_in_memory_minibatches_and_the_ray_free_loop_train_a_conditional_run(cfg
     nets = train_progressive(small, {4: rng.integers(0, 255, (32, 4, 4, 3), dtype=np.uint8)},
                              labels={4: np.arange(32) % 3})
     assert nets.G_ema.num_classes == 3 and nets.D.num_classes == 3
+
+
+def test_mlflow_gets_the_per_class_metrics_flat_and_not_the_matrix():
+    from pggan.tracking.runs import stage_metrics
+
+    result = {"swd_avg": 3.0, "swd_class_circle": 1.0, "aux_acc_circle": 0.5,
+              "swd_class_matrix": {"circle": {"circle": 1.0}}}
+    flat = stage_metrics(4, result)
+    assert flat["swd_class_circle"] == 1.0 and flat["aux_acc_circle"] == 0.5
+    assert not any(key.startswith("swd_class_matrix") for key in flat)
