@@ -18,7 +18,8 @@ import torch
 
 from pggan import storage as st
 from pggan.config import PipelineConfig, StorageConfig, config_from_dict, config_to_dict
-from pggan.nn import Generator, make_generator
+from pggan.labels import attach_class_names
+from pggan.nn import Generator, make_discriminator, make_generator
 from pggan.nn.factory import generator_class
 
 FORMAT_VERSION = 1
@@ -75,8 +76,10 @@ def _cpu(obj: Any) -> Any:
 
 def training_state(G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Module,
                    opt_G: torch.optim.Optimizer, opt_D: torch.optim.Optimizer, *, resolution: int,
-                   stage_nimg: int, alpha: float, rng: list[dict[str, Any]], config: PipelineConfig) -> dict:
-    """The full state of a stage as plain values. `rng` holds one capture_rng() per rank."""
+                   stage_nimg: int, alpha: float, rng: list[dict[str, Any]], config: PipelineConfig,
+                   class_names: tuple[str, ...] | list[str] = ()) -> dict:
+    """The full state of a stage as plain values. `rng` holds one capture_rng() per rank; `class_names` are a
+    conditional run's classes in index order ([] when unconditional)."""
     return {
         "format_version": FORMAT_VERSION,
         "G": _cpu(G.state_dict()), "D": _cpu(D.state_dict()), "G_ema": _cpu(G_ema.state_dict()),
@@ -84,6 +87,7 @@ def training_state(G: torch.nn.Module, D: torch.nn.Module, G_ema: torch.nn.Modul
         "resolution": int(resolution), "stage_nimg": int(stage_nimg), "alpha": float(alpha),
         "rng": _cpu(rng),
         "config": config_to_dict(config),                      # secrets blanked
+        "class_names": [str(name) for name in class_names],
     }
 
 
@@ -189,4 +193,16 @@ def build_generator(state: Mapping[str, Any], which: str = "G_ema") -> Generator
     num_classes = generator_class(model).classes_in_state_dict(state[which]) or 0
     G = make_generator(model, state["resolution"], num_classes)
     G.load_state_dict(state[which])
+    if num_classes and len(state.get("class_names", ())) == num_classes:
+        attach_class_names(G, state["class_names"])
     return G.eval().requires_grad_(False)
+
+
+def build_discriminator(state: Mapping[str, Any]) -> torch.nn.Module:
+    """The checkpoint's D (conditional with as many classes as G's weights hold), in eval mode: its auxiliary
+    head classifies generated images at the stage end."""
+    model = checkpoint_config(state).model
+    num_classes = generator_class(model).classes_in_state_dict(state["G"]) or 0
+    D = make_discriminator(model, state["resolution"], num_classes)
+    D.load_state_dict(state["D"])
+    return D.eval().requires_grad_(False)

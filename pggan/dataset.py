@@ -63,16 +63,20 @@ def default_name(source_url: str, resolution: int) -> str:
 
 
 def source_url(cfg: PipelineConfig) -> str:
-    """data.source as a URL, without touching storage: "synthetic" is {root}/sources/synthetic-{count}-{size}-s{seed}."""
+    """data.source as a URL, without touching storage: "synthetic" is {root}/sources/synthetic-{count}-{size}-s{seed}
+    (with "-labelled" appended, class sub-folders, under data.labels=folders)."""
     if cfg.data.source != "synthetic":
         return st.to_url(cfg.data.source)
     seed = int(getattr(cfg.data, "synthetic_seed", 0))  # data.synthetic_seed if the config has one
-    name = synthetic_source_name(cfg.data.synthetic_count, cfg.data.synthetic_size, seed)
+    name = synthetic_source_name(cfg.data.synthetic_count, cfg.data.synthetic_size, seed,
+                                 labels=cfg.data.labels == "folders")
     return st.join(st.to_url(cfg.storage.root), "sources", name)
 
 
-def synthetic_source_name(count: int, size: int, seed: int) -> str:
-    return f"synthetic-{count}-{size}-s{seed}"
+def synthetic_source_name(count: int, size: int, seed: int, labels: bool = False) -> str:
+    """The demo source's folder name; a labelled one (class sub-folders) has its own, so that neither kind of
+    source, nor the data set named after it, is ever reused for the other."""
+    return f"synthetic-{count}-{size}-s{seed}" + ("-labelled" if labels else "")
 
 
 def dataset_url(cfg: PipelineConfig) -> str:
@@ -122,6 +126,12 @@ def read_level(dataset_url_: str, res: int, storage: StorageConfig | None = None
         "label": table.column("label").to_numpy().astype(np.int64),
         "key": np.asarray(table.column("key").to_pylist(), dtype=object),
     }
+
+
+def read_labels(dataset_url_: str, res: int, storage: StorageConfig | None = None) -> np.ndarray:
+    """The `label` column of one level, int64 [N] (-1 where unlabelled), in the level's row order; reads no image."""
+    table = _level_dataset(dataset_url_, res, storage).to_table(columns=["label"])
+    return table.column("label").to_numpy().astype(np.int64)
 
 
 def read_level_numpy(dataset_url_: str, res: int, storage: StorageConfig | None = None,

@@ -26,11 +26,13 @@ import numpy as np
 import torch
 
 from pggan import checkpoint as ckpt_io
+from pggan.class_eval import class_summary, evaluate_classes
 from pggan import storage as st
 from pggan.dataset import MANIFEST, count_rows, level_name, read_level_rows, read_manifest
 from pggan.generate import generate_images, load_generator, tracking_uri_for
 from pggan.nn.factory import is_style_generator
 from pggan.imaging import box_pyramid, sample_grid_image
+from pggan.labels import per_class_labels
 from pggan.metrics import evaluate_images
 from pggan.metrics.reference import (eval_indices, eval_size, real_vs_real_swd, reference_split, swd_by_resolution,
                                      swd_ratio, swd_ratio_levels)
@@ -173,10 +175,12 @@ def evaluate_dataset(G: torch.nn.Module, dataset_url: str, res: int, num_images:
 
 
 def summary_line(result: Mapping[str, Any]) -> str:
-    """'SWD x1e3 {32: 41.2, 16: 30.1} (real-vs-real {32: 12.0, 16: 9.8}) ratio 3.4, MS-SSIM 0.21, 256 vs 256 images'."""
+    """'SWD x1e3 {32: 41.2, 16: 30.1} (real-vs-real {32: 12.0, 16: 9.8}) ratio 3.4, MS-SSIM 0.21, 256 vs 256 images'
+    (and the per-class metrics of a conditional run)."""
+    per_class = class_summary(result)
     return (f"SWD x1e3 {format_levels(result['swd'])} (real-vs-real {format_levels(result['real_swd'])}) ratio "
             f"{result['swd_ratio']:.2f}, MS-SSIM {result['ms_ssim']:.3f}, {result['num_fakes']} fakes vs "
-            f"{result['num_reals']} reals (seed {result['seed']})")
+            f"{result['num_reals']} reals (seed {result['seed']})" + (f"; {per_class}" if per_class else ""))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -189,20 +193,31 @@ def on_gpu_if_any(G: torch.nn.Module) -> torch.nn.Module:
 
 def evaluate_checkpoint(checkpoint_url: str, dataset_url: str, res: int, num_images: int, seed: int,
                         storage: StorageConfig | None = None) -> dict[str, Any]:
-    """evaluate_dataset of a stage checkpoint's EMA generator (it must be at `res`), on the GPU when there is one."""
+    """evaluate_dataset of a stage checkpoint's EMA generator (it must be at `res`), on the GPU when there is one.
+    A conditional generator's fakes take the classes in turn; its result adds the per-class metrics
+    (pggan.class_eval: each class's SWD against its own reals, the SWD matrix, D's auxiliary-head accuracy)."""
     state = ckpt_io.load_checkpoint(checkpoint_url, storage)
     if state["resolution"] != res:
         raise ValueError(f"checkpoint {checkpoint_url} is at {state['resolution']}x{state['resolution']}, "
                          f"not {res}x{res}; pass the matching --res/dataset level")
     G = on_gpu_if_any(ckpt_io.build_generator(state))
-    return evaluate_dataset(G, dataset_url, res, num_images, seed, storage)
+    result = evaluate_dataset(G, dataset_url, res, num_images, seed, storage)
+    if getattr(G, "num_classes", 0):
+        D = on_gpu_if_any(ckpt_io.build_discriminator(state))
+        result.update(evaluate_classes(G, D, dataset_url, res, num_images, seed, storage))
+    return result
 
 
 def sample_grid(checkpoint_url: str, grid_size: int, seed: int, storage: StorageConfig | None = None) -> np.ndarray:
     """A grid_size x grid_size uint8 HWC grid from fixed latents (the same at every stage for a given seed), tiles
-    enlarged to at least 64 px (imaging.sample_grid_image) so that 4x4 and 8x8 samples can be looked at."""
+    enlarged to at least 64 px (imaging.sample_grid_image) so that 4x4 and 8x8 samples can be looked at. A
+    conditional generator's grid has one row of grid_size images per class instead."""
     state = ckpt_io.load_checkpoint(checkpoint_url, storage)
     G = on_gpu_if_any(ckpt_io.build_generator(state))
+    if getattr(G, "num_classes", 0):
+        labels = per_class_labels(G.num_classes, grid_size)                     # [K * g]
+        fakes = generate_images(G, len(labels), seed, labels=labels)             # uint8 [K*g, R, R, 3]
+        return sample_grid_image(fakes, cols=grid_size)
     fakes = generate_images(G, grid_size * grid_size, seed)                      # uint8 [g*g, R, R, 3]
     return sample_grid_image(fakes, cols=grid_size)
 
@@ -235,5 +250,8 @@ def evaluate_model(model: str, dataset: str, cfg: PipelineConfig, num_images: in
         raise EvaluateError(f"--dataset {dataset} has no {res}x{res} level ({level_name(res)}); its levels are "
                             f"{', '.join(level_name(r) for r in levels)}. Ingest the data at {res} or more, or "
                             "pass --resolution with one of those levels")
-    metrics = evaluate_dataset(on_gpu_if_any(G), dataset, res, num_images, seed, cfg.storage)
+    G = on_gpu_if_any(G)
+    metrics = evaluate_dataset(G, dataset, res, num_images, seed, cfg.storage)
+    if getattr(G, "num_classes", 0):                  # per class, without D (a registered model holds only G)
+        metrics.update(evaluate_classes(G, None, dataset, res, num_images, seed, cfg.storage))
     return {**metrics, "model": model, "dataset": dataset}

@@ -101,16 +101,20 @@ def noise_for(G: torch.nn.Module, noise_mode: str | None) -> str | None:
 
 
 def generate_images(G: torch.nn.Module, num: int, seed: int = 0, batch: int = 64, psi: float = 1.0,
-                    noise_mode: str | None = None) -> np.ndarray:
+                    noise_mode: str | None = None,
+                    labels: Sequence[str | int] | torch.Tensor | None = None) -> np.ndarray:
     """`num` images from the latents of `seed`: uint8 [num, R, R, 3]. The same seed gives the same images (a
     StyleGAN G's random noise is drawn from the seed too). psi (truncation) and noise_mode (const, the default, or
-    random): StyleGAN only."""
+    random): StyleGAN only. A conditional G takes `labels` (class names or indices, one per image, or one for
+    all); without, it cycles through its classes (image i is of class i mod K). Labels on an unconditional G are
+    refused (one line)."""
     check_request(num, seed)
     check_style_request(G, psi, noise_mode)
     noise_mode = noise_for(G, noise_mode)
     z = sample_latents(num, latent_dim_of(G), seed)              # [num, latent]
     with seeded_noise(G, seed):
-        return to_uint8(generate(G, z, batch=batch, psi=psi, noise_mode=noise_mode))   # [num, R, R, 3]
+        return to_uint8(generate(G, z, batch=batch, psi=psi, noise_mode=noise_mode,
+                                 labels=image_labels(G, num, labels)))      # [num, R, R, 3]
 
 
 def style_mix_images(G: torch.nn.Module, rows: int, cols: int, seed: int = 0, groups: Sequence[str] | None = None,
@@ -146,6 +150,28 @@ def _has_layers(G: torch.nn.Module, group: str, style_layers: Any) -> bool:
         return False
 
 
+def image_labels(G: torch.nn.Module, num: int, labels: Sequence[str | int] | torch.Tensor | None
+                 ) -> torch.Tensor | None:
+    """The class index int64 [num] of each image for G (None for an unconditional G): `labels` (one per image,
+    or a single one for all), else the classes in turn. Raises GenerateError listing the valid labels."""
+    from pggan.labels import LabelError, generator_classes, label_indices
+
+    names = generator_classes(G)
+    try:
+        if labels is None:
+            return torch.arange(num) % len(names) if names else None
+        if isinstance(labels, torch.Tensor):
+            labels = labels.tolist()
+        found = label_indices(list(labels), names)              # [L]
+    except LabelError as e:
+        raise GenerateError(str(e)) from None
+    if len(found) == 1:
+        return found.repeat(num)
+    if len(found) != num:
+        raise GenerateError(f"{len(found)} labels for {num} images: give one label, or one per image")
+    return found
+
+
 def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     """Spherical interpolation between latent batches a, b [N, latent] (Gaussian latents stay on their shell)."""
     a_n, b_n = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
@@ -157,12 +183,15 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
 
 
 def interpolate(G: torch.nn.Module, num: int, seed: int, steps: int, keyframes: int = 4,
-                batch: int = 64, psi: float = 1.0, noise_mode: str | None = None) -> np.ndarray:
+                batch: int = 64, psi: float = 1.0, noise_mode: str | None = None,
+                labels: Sequence[str | int] | None = None) -> np.ndarray:
     """A looping latent walk: `keyframes` random points per walk, `steps` frames between consecutive ones, `num`
-    walks side by side. Returns uint8 frames [keyframes * steps, num, R, R, 3]."""
+    walks side by side (of a conditional G: each of one class, as generate_images). Returns uint8 frames
+    [keyframes * steps, num, R, R, 3]."""
     check_request(num, seed)
     check_style_request(G, psi, noise_mode)
     noise_mode = noise_for(G, noise_mode)
+    walk_labels = image_labels(G, num, labels)                  # [num] or None
     if steps < 1 or keyframes < 2:
         raise GenerateError(f"--interpolate {steps} with {keyframes} keyframes: need at least 1 step and 2 keyframes")
     keys = sample_latents(keyframes * num, latent_dim_of(G), seed).reshape(keyframes, num, -1)  # [K, num, latent]
@@ -171,7 +200,8 @@ def interpolate(G: torch.nn.Module, num: int, seed: int, steps: int, keyframes: 
         k, t = divmod(f, steps)
         z = slerp(keys[k], keys[(k + 1) % keyframes], t / steps)  # [num, latent]
         with seeded_noise(G, seed):                              # StyleGAN: the same noise in every frame
-            frames.append(to_uint8(generate(G, z, batch=batch, psi=psi, noise_mode=noise_mode)))  # [num, R, R, 3]
+            frames.append(to_uint8(generate(G, z, batch=batch, psi=psi, noise_mode=noise_mode,
+                                            labels=walk_labels)))   # [num, R, R, 3]
     return np.stack(frames)                                      # [F, num, R, R, 3]
 
 
@@ -210,22 +240,45 @@ def parse_grid(spec: str) -> tuple[int, int]:
     return int(r), int(c)
 
 
+def requested_labels(G: torch.nn.Module, label_args: Sequence[str] | None, per_class: int | None,
+                     num: int) -> tuple[list[str] | None, int]:
+    """(label of each image or None, number of images) from --label (repeatable: the images take the given
+    labels in turn) and --per-class N (N images of each class, or of each --label, class after class). Labels or
+    --per-class on an unconditional G are refused in one line."""
+    from pggan.labels import generator_classes
+
+    names = generator_classes(G)
+    if per_class is not None:
+        if per_class < 1:
+            raise GenerateError(f"--per-class {per_class}: must be at least 1")
+        if not names:
+            raise GenerateError("--per-class: the model is unconditional (trained without labels); use --num")
+        classes = list(label_args or names)
+        return [c for c in classes for _ in range(per_class)], len(classes) * per_class
+    if not label_args:
+        return None, num
+    return [label_args[i % len(label_args)] for i in range(num)], num
+
+
 def render(G: torch.nn.Module, args: argparse.Namespace) -> bytes:
-    """The bytes of --out: a PNG grid, raw uint8 images (.npy), or a GIF / .npy of a latent walk."""
+    """The bytes of --out: a PNG grid, raw uint8 images (.npy), or a GIF / .npy of a latent walk. A conditional
+    G's images take --label / --per-class (default: the classes in turn)."""
     fmt = output_format(args.out, args.format, args.interpolate)
     psi, noise = getattr(args, "truncation", 1.0), getattr(args, "noise", None)
     if getattr(args, "style_mix", None):
         rows, cols = parse_grid(args.style_mix)
         images = style_mix_images(G, rows, cols, args.seed, args.mix_groups, psi, noise)   # [n, R, R, 3]
         return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=1 + cols))
+    labels, num = requested_labels(G, getattr(args, "label", None), getattr(args, "per_class", None), args.num)
+    cols = args.cols or (getattr(args, "per_class", None) or None)  # --per-class: one row per class
     if args.interpolate:
-        frames = interpolate(G, args.num, args.seed, args.interpolate, args.keyframes, args.batch,
-                             psi, noise)                                           # [F, n, R, R, 3]
+        frames = interpolate(G, num, args.seed, args.interpolate, args.keyframes, args.batch,
+                             psi, noise, labels=labels)                            # [F, n, R, R, 3]
         if fmt == "npy":
             return npy_bytes(frames)
-        return gif_bytes(np.stack([image_grid(f, cols=args.cols) for f in frames]), args.fps)
-    images = generate_images(G, args.num, args.seed, args.batch, psi, noise)   # [n, R, R, 3]
-    return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=args.cols))
+        return gif_bytes(np.stack([image_grid(f, cols=cols) for f in frames]), args.fps)
+    images = generate_images(G, num, args.seed, args.batch, psi, noise, labels=labels)   # [n, R, R, 3]
+    return npy_bytes(images) if fmt == "npy" else encode_png(image_grid(images, cols=cols))
 
 
 # ----------------------------------------------------------------------------------------------------------------

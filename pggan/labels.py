@@ -165,3 +165,29 @@ def per_class_labels(num_classes: int, per_class: int) -> torch.Tensor:
     if num_classes < 1 or per_class < 1:
         raise ValueError(f"num_classes={num_classes}, per_class={per_class}: both must be >= 1")
     return torch.arange(num_classes).repeat_interleave(per_class)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# A run's classes: found once on the driver, kept in run.json, the same for every rank and every resume.
+
+def run_classes(manifest: Mapping[str, Any], labels_setting: str, label_column: np.ndarray | None,
+                dataset: str = "the data set") -> dict[str, list] | None:
+    """{"names": class names in index order, "counts": images per class} of a conditional run (data.labels=
+    folders on a data set with >= 2 classes), None for an unconditional one. `label_column` is one level's
+    `label` column (dataset.read_labels); refusals as conditional_classes and class_counts."""
+    names = conditional_classes(manifest, labels_setting, dataset)
+    if not names:
+        return None
+    counts = class_counts(np.asarray(label_column), len(names))
+    return {"names": list(names), "counts": [int(c) for c in counts]}
+
+
+def check_same_classes(saved: Mapping[str, Any] | None, found: Mapping[str, Any] | None,
+                       dataset: str = "the data set") -> None:
+    """A resume must see the classes, in the order, the run was trained on (a class index means the same class
+    in every checkpoint); one line when they differ."""
+    before = list((saved or {}).get("names", []))
+    now = list((found or {}).get("names", []))
+    if before != now:
+        raise LabelError(f"the run was trained on classes {before or 'none (unconditional)'} but {dataset} now has "
+                         f"{now or 'none'}; resume with the data set it was trained on, or start a new run")

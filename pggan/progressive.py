@@ -18,6 +18,7 @@ import torch
 from pggan import stage_rules
 from pggan.batches import minibatches
 from pggan.config import PipelineConfig
+from pggan.labels import class_counts, label_distribution
 from pggan.schedule import alpha_at, next_boundary, phase_at, stage_plan, stage_resolutions
 from pggan.stage_nets import StageNets, build_stage
 from pggan.train_step import train_step
@@ -42,13 +43,16 @@ TickCallback = Callable[[Tick, StageNets], "bool | None"]
 
 def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_tick: TickCallback | None = None,
                       device: torch.device | str = "cpu", tick_kimg: float | None = None,
-                      grow_from: Mapping[str, Any] | None = None) -> StageNets:
+                      grow_from: Mapping[str, Any] | None = None,
+                      labels: Mapping[int, np.ndarray] | None = None) -> StageNets:
     """Train every stage of `cfg` (schedule.start_resolution .. data.resolution) in this process; returns the last
     stage's networks. `on_tick` runs every `tick_kimg` (default schedule.tick_kimg) and at each stage end; its
     time is not counted in Tick.seconds. Training stops early when it returns True. As the Ray stage: reals
     mirrored when data.mirror is on, both Adam states reset at each fade end (pggan.stage_rules).
     `grow_from` (a checkpoint's state: its "resolution", "G", "D", "G_ema") starts from a trained smaller stage
-    instead: only the stages above its resolution train, the first of them grown from it (with its fade-in)."""
+    instead: only the stages above its resolution train, the first of them grown from it (with its fade-in).
+    `labels` ({res: int64 [N]}, each level's `label` column, classes 0..K-1) trains a conditional run (AC-GAN),
+    the fakes' classes drawn from the label frequencies."""
     tick_kimg = cfg.schedule.tick_kimg if tick_kimg is None else tick_kimg
     nets, total, seconds = None, 0, 0.0
     previous = None if grow_from is None else {k: grow_from[k] for k in ("G", "D", "G_ema")}
@@ -58,9 +62,11 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
         plan = stage_plan(cfg, res)
         if nets is not None:
             previous = {"G": nets.G.state_dict(), "D": nets.D.state_dict(), "G_ema": nets.G_ema.state_dict()}
-        nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, previous)
+        k, probs = _classes(labels, res, device)
+        nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, previous, num_classes=k)
         torch.manual_seed(cfg.optim.seed * 1_000_003 + res * 10_007)
-        batches = minibatches(levels[res], plan.batch_size, cfg.optim.seed + res)
+        batches = minibatches(levels[res], plan.batch_size, cfg.optim.seed + res,
+                              None if labels is None else labels[res])
         note = stage_rules.mbstd_note(cfg.model.mbstd_group_size, plan.batch_size, res)
         if note:
             warnings.warn(note, stacklevel=2)
@@ -68,8 +74,10 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
         started = time.perf_counter()
         while nimg < plan.total_nimg:
             alpha = alpha_at(cfg.schedule, res, nimg)
-            reals = stage_rules.real_batch(next(batches), cfg, device)   # [n, 3, R, R] in [-1, 1]
-            stats = train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg)
+            images, *classes = (lambda b: b if isinstance(b, tuple) else (b,))(next(batches))
+            reals = stage_rules.real_batch(images, cfg, device)           # [n, 3, R, R] in [-1, 1]
+            stats = train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, cfg,
+                               real_labels=classes[0].to(device) if classes else None, label_probs=probs)
             nimg += plan.batch_size
             if stage_rules.fade_ended(plan.fade_nimg, nimg - plan.batch_size, nimg):
                 stage_rules.reset_optimizers(nets.opt_G, nets.opt_D)
@@ -86,3 +94,13 @@ def train_progressive(cfg: PipelineConfig, levels: Mapping[int, np.ndarray], on_
         raise ValueError(f"nothing to train: grow_from is at {grow_from and grow_from['resolution']}, "
                          f"data.resolution is {cfg.data.resolution}")
     return nets
+
+
+def _classes(labels: Mapping[int, np.ndarray] | None, res: int, device: torch.device | str
+             ) -> tuple[int, torch.Tensor | None]:
+    """(number of classes, their frequencies [K] on `device`) of level `res`'s labels; (0, None) without."""
+    if labels is None:
+        return 0, None
+    column = np.asarray(labels[res])
+    k = int(column.max()) + 1 if column.size else 0
+    return k, label_distribution(class_counts(column, k)).to(device)

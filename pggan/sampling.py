@@ -45,9 +45,14 @@ def seeded_noise(G: torch.nn.Module, seed: int | None) -> contextlib.AbstractCon
 
 @torch.no_grad()
 def generate(G: Generator, z: torch.Tensor, alpha: float = 1.0, batch: int = 64, *, psi: float = 1.0,
-             noise_mode: str | None = None) -> torch.Tensor:
+             noise_mode: str | None = None, labels: torch.Tensor | None = None) -> torch.Tensor:
     """G(z) in batches, on G's device, returned on the CPU as float [N, 3, R, R]. psi (truncation) and noise_mode
-    (const | random; None = G's own) only for a StyleGAN G (pggan.sampling.style_options)."""
+    (const | random; None = G's own) only for a StyleGAN G (pggan.sampling.style_options). `labels`: class
+    indices int64 [N] for a conditional G (required there, refused by an unconditional one)."""
     device = next(G.parameters()).device
-    kw = style_options(G, psi, noise_mode)
-    return torch.cat([G(z[i:i + batch].to(device), alpha, **kw).float().cpu() for i in range(0, len(z), batch)])
+    style = style_options(G, psi, noise_mode)
+
+    def kw(i: int) -> dict[str, Any]:
+        return style if labels is None else {**style, "labels": labels[i:i + batch].to(device)}
+
+    return torch.cat([G(z[i:i + batch].to(device), alpha, **kw(i)).float().cpu() for i in range(0, len(z), batch)])

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pggan import storage as st
 from pggan.imaging import sample_grid_image, to_uint8
+from pggan.labels import per_class_labels
 from pggan.sampling import generate, sample_latents, seeded_noise
 from pggan.schedule import StagePlan, next_boundary, phase_at
 from pggan.stage_log import FanoutLogger, JsonlStageLogger, RunHooks, append_jsonl
@@ -66,8 +67,10 @@ class StageProgress:
         self.pause_clock: float | None = None
         self.last: dict[str, float] = {}
         self.logger = self._open_logger() if rank == 0 else None
-        self.latents = sample_latents(job.cfg.eval.grid_size ** 2, job.cfg.model.latent_dim,
-                                               job.cfg.eval.seed) if rank == 0 else None
+        g, k = job.cfg.eval.grid_size, getattr(nets.G_ema, "num_classes", 0)
+        self.grid_labels = per_class_labels(k, g) if k else None      # [K * g]: a conditional grid, a row per class
+        self.latents = sample_latents(k * g if k else g * g, job.cfg.model.latent_dim,
+                                      job.cfg.eval.seed) if rank == 0 else None
 
     def _open_logger(self) -> FanoutLogger:
         extra = self.job.hooks.stage_logger(self.job.res, self.job.stage_id) if self.job.hooks else None
@@ -134,7 +137,8 @@ class StageProgress:
         kimg = nimg / 1000
         self.logger.log_metrics({**m, "resolution": self.job.res, "kimg": kimg, "lr": self.plan.lr}, kimg)
         with seeded_noise(self.nets.G_ema, self.job.cfg.eval.seed):    # StyleGAN: the same noise every tick,
-            fakes = generate(self.nets.G_ema, self.latents, alpha)      # training's RNG untouched [g*g, 3, R, R]
+            fakes = generate(self.nets.G_ema, self.latents, alpha,      # training's RNG untouched
+                             labels=self.grid_labels)                   # [g*g or K*g, 3, R, R]
         self.logger.log_image(sample_grid_image(to_uint8(fakes), cols=self.job.cfg.eval.grid_size), "grids", kimg)
 
     def finished(self, digests: list[dict[str, Any]]) -> None:

@@ -24,6 +24,9 @@ def add_summary_args(parser: argparse.ArgumentParser) -> None:
     add_config_args(parser)
     parser.add_argument("--resolution", type=int, default=None,
                         help="resolution of the networks to tabulate (default: data.resolution)")
+    parser.add_argument("--num-classes", type=int, default=0, metavar="K",
+                        help="tabulate conditional networks for K classes (data.labels=folders: the data set's "
+                             "class count); adds G's label embedding and D's K class logits (default 0)")
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -37,7 +40,9 @@ def run_summary(args: argparse.Namespace) -> int:
         check_resolution(resolution)
     except ValueError as e:
         raise ConfigError(f"--resolution: {e}") from None
-    print(summary_text(cfg.model, resolution))
+    if args.num_classes < 0 or args.num_classes == 1:
+        raise ConfigError(f"--num-classes {args.num_classes}: 0 (unconditional) or at least 2 classes")
+    print(summary_text(cfg.model, resolution, args.num_classes))
     return 0
 
 
@@ -60,6 +65,12 @@ def add_generate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fps", type=float, default=12.0, help="GIF frames per second")
     parser.add_argument("--cols", type=int, default=None, help="grid columns (default: square)")
     parser.add_argument("--batch", type=int, default=64, help="images per generator call")
+    parser.add_argument("--label", action="append", default=None, metavar="NAME|INDEX",
+                        help="conditional models: the class to generate, by name or index; repeat it to take the "
+                             "given classes in turn (default: every class in turn)")
+    parser.add_argument("--per-class", type=int, default=None, metavar="N",
+                        help="conditional models: N images of each class (or of each --label), one grid row per "
+                             "class; replaces --num")
     style = parser.add_argument_group("StyleGAN (model.arch: stylegan)")
     style.add_argument("--truncation", type=float, default=1.0, metavar="PSI",
                        help="truncation psi: w' = w_avg + PSI * (w - w_avg) up to model.truncation_cutoff "
@@ -121,6 +132,9 @@ def add_make_demo_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=2000, help="number of images (default 2000)")
     parser.add_argument("--size", type=int, default=64, help="side of each image in pixels (default 64)")
     parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    parser.add_argument("--labels", action="store_true",
+                        help="one sub-folder per shape kind (circle, square, triangle), each its own colour "
+                             "scheme: a labelled data set for conditional runs (ingest with --labels folders)")
     add_config_args(parser)  # storage.* (S3 endpoint, keys) for --out
 
 
@@ -130,8 +144,13 @@ def run_make_demo_data(args: argparse.Namespace) -> int:
 
     if args.count < 1 or args.size < 4:
         raise ConfigError(f"--count must be >= 1 and --size >= 4, got --count {args.count} --size {args.size}")
-    url = write_synthetic_dataset(args.out, args.count, args.size, args.seed, config_from_args(args).storage)
-    print(f"wrote {args.count} images of {args.size}x{args.size} (seed {args.seed}) to {url}")
+    if args.labels and args.count < 3:
+        raise ConfigError(f"--labels: --count {args.count} cannot give each of the 3 shape kinds an image; "
+                          "use --count 3 or more")
+    url = write_synthetic_dataset(args.out, args.count, args.size, args.seed, config_from_args(args).storage,
+                                  labels=args.labels)
+    kind = " in one folder per shape kind" if args.labels else ""
+    print(f"wrote {args.count} images of {args.size}x{args.size} (seed {args.seed}){kind} to {url}")
     return 0
 
 

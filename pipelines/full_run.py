@@ -125,11 +125,33 @@ def prepare_dataset(cfg: PipelineConfig, log: Callable[[str], None]) -> str:
     return durl
 
 
-def open_run(cfg: PipelineConfig, run_id: str, durl: str, argv: list[str]) -> dict[str, Any]:
-    """The run's manifest: loaded (after the config check) or created with every stage pending."""
+def dataset_classes(cfg: PipelineConfig, durl: str, previous: dict[str, Any] | None) -> dict[str, list] | None:
+    """The run's classes ({"names", "counts"}, None when unconditional), read once here from the data set's
+    manifest and one level's `label` column; a resume keeps the saved ones and refuses a data set whose classes
+    (or their order) differ."""
+    from pggan.dataset import read_labels, read_manifest
+    from pggan.labels import check_same_classes, run_classes
+
+    if previous is not None and runs.stages_done(previous):
+        return previous.get("classes")
+    manifest = read_manifest(durl, cfg.storage) or {}
+    column = read_labels(durl, stage_resolutions(cfg)[0], cfg.storage) if cfg.data.labels == "folders" else None
+    found = run_classes(manifest, cfg.data.labels, column, durl)
+    if previous is not None:
+        check_same_classes(previous.get("classes"), found, durl)
+        return previous.get("classes")
+    return found
+
+
+def open_run(cfg: PipelineConfig, run_id: str, durl: str, argv: list[str],
+             classes: dict[str, list] | None = None) -> dict[str, Any]:
+    """The run's manifest: loaded (after the config check) or created with every stage pending. `classes`
+    (conditional runs) is stored as run.json["classes"]."""
     run = runs.load_run(cfg.storage.root, run_id, cfg.storage)
     if run is None:
         run = runs.new_run(cfg, run_id, stage_resolutions(cfg), durl)
+        if classes:
+            run["classes"] = classes
     run.setdefault("invocations", []).append({"time": time.strftime("%Y-%m-%dT%H:%M:%S"),
                                               "argv": redact_secrets(argv)})
     run["status"] = "running"
@@ -155,8 +177,10 @@ def train(cfg: PipelineConfig, run: dict[str, Any], res: int, hooks: RunHooks, l
         f"fade-in + {plan.stabilize_nimg / 1000:g} kimg stabilize, minibatch {plan.batch_size}, lr {plan.lr:g}")
     started = time.monotonic()
     wcfg = worker_config(cfg)
+    classes = run.get("classes") or {}
     job = StageJob(wcfg, run["run_id"], res, run["dataset"], runs.last_checkpoint_before(run, res), hooks,
-                   entry["tracking_id"], fault_from_env(res))
+                   entry["tracking_id"], fault_from_env(res), class_names=tuple(classes.get("names", ())),
+                   class_counts=tuple(classes.get("counts", ())))
     out = run_stage(job)
     train_s = time.monotonic() - started
 
@@ -254,7 +278,12 @@ def full_run(cfg: PipelineConfig, run_id: str, argv: list[str] = (), log: Callab
     hooks.check()
     log(f"[full_run] run id {run_id} ({'resuming' if previous else 'new'}); {runs.run_url(root, run_id)}")
     log(f"[full_run] resume with: {resume_command(list(argv), run_id, command)}")
-    run = open_run(cfg, run_id, start_work(cfg, previous, log), list(argv))
+    durl = start_work(cfg, previous, log)
+    classes = dataset_classes(cfg, durl, previous)
+    if classes:
+        log(f"[full_run] conditional on {len(classes['names'])} classes: " + ", ".join(
+            f"{i}={name} ({n} images)" for i, (name, n) in enumerate(zip(classes["names"], classes["counts"]))))
+    run = open_run(cfg, run_id, durl, list(argv), classes)
     from pipelines.train_stage import StageFailedError
 
     with failure_recorded(cfg, run, hooks, log):

@@ -51,14 +51,17 @@ DECODE_BATCH = 16  # images per map_batches call: bounded memory even for large 
 
 
 def resolve_source(cfg: PipelineConfig, log: Callable[[str], None] = print) -> str:
-    """data.source as a URL; "synthetic" = {root}/sources/synthetic-{count}-{size}-s{seed}/, generated if missing."""
+    """data.source as a URL; "synthetic" = {root}/sources/synthetic-{count}-{size}-s{seed}/, generated if missing
+    (labelled, one sub-folder per shape kind, and named ...-labelled under data.labels=folders)."""
     url = source_url(cfg)
     if cfg.data.source == "synthetic" and not synthetic.is_complete(url, cfg.storage):
         d = cfg.data
-        log(f"[ingest] writing the demo data set: {d.synthetic_count} images of "
+        labelled = d.labels == "folders"
+        log(f"[ingest] writing the {'labelled ' if labelled else ''}demo data set: {d.synthetic_count} images of "
             f"{d.synthetic_size}x{d.synthetic_size} to {url}")
         seed = int(getattr(d, "synthetic_seed", 0))
-        synthetic.write_synthetic_dataset(url, d.synthetic_count, d.synthetic_size, seed, cfg.storage)
+        synthetic.write_synthetic_dataset(url, d.synthetic_count, d.synthetic_size, seed, cfg.storage,
+                                          labels=labelled)
     return url
 
 

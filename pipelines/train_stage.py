@@ -41,6 +41,7 @@ from pggan import storage as st  # noqa: E402
 from pggan.batches import cycle_batches  # noqa: E402
 from pggan.config import PipelineConfig  # noqa: E402
 from pggan.dataset import level_url  # noqa: E402
+from pggan.labels import label_distribution  # noqa: E402
 from pggan.distributed import broadcast_parameters, param_digest, world_size  # noqa: E402
 from pggan.schedule import StagePlan, alpha_at, next_boundary, stage_plan  # noqa: E402
 from pggan.stage_log import RunHooks, stage_log_url  # noqa: E402
@@ -72,6 +73,12 @@ class StageJob:
     fault_nan_at: int | None = None      # see FAULT_ENV
     data_digest: bool = False            # tests: sha256 of every batch a rank trained on, in ranks.json "data"
                                          # (a host copy and a hash per step: never in production)
+    class_names: tuple[str, ...] = ()    # a conditional run's classes in index order (run.json "classes")
+    class_counts: tuple[int, ...] = ()   # images per class: the distribution the fakes' labels are drawn from
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
 
     @property
     def name(self) -> str:
@@ -148,7 +155,8 @@ def _resume_state(job: StageJob, rank: int) -> tuple[dict, str] | None:
 def _start(job: StageJob, plan: StagePlan, rank: int, device: torch.device) -> tuple[StageNets, int, dict]:
     """(nets, images seen, how) from the newest checkpoint of this stage, else grown from the seed, else fresh."""
     cfg, res = job.cfg, job.res
-    nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, init_seed=cfg.optim.seed + res)
+    nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, init_seed=cfg.optim.seed + res,
+                       num_classes=job.num_classes)
     resumed = _resume_state(job, rank)
     if resumed is not None:
         state, where = resumed
@@ -164,7 +172,8 @@ def _start(job: StageJob, plan: StagePlan, rank: int, device: torch.device) -> t
         if prev["resolution"] != res // 2:
             raise ValueError(f"seed checkpoint {job.seed_checkpoint} is at {prev['resolution']}x"
                              f"{prev['resolution']}; stage {res}x{res} grows from {res // 2}x{res // 2}")
-        nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, prev)
+        nets = build_stage(cfg.model, cfg.optim, res, plan.lr, device, cfg.optim.seed + res, prev,
+                           num_classes=job.num_classes)
         source = {"source": "grown", "from": job.seed_checkpoint}
     else:
         source = {"source": "fresh", "from": None}
@@ -184,7 +193,8 @@ def _report(job: StageJob, nets: StageNets, nimg: int, rank: int, metrics: dict[
         ray.train.report(metrics, checkpoint=None, checkpoint_dir_name=name)
         return
     state = ckpt_io.training_state(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, resolution=job.res,
-                                   stage_nimg=nimg, alpha=alpha, rng=rngs, config=job.cfg)
+                                   stage_nimg=nimg, alpha=alpha, rng=rngs, config=job.cfg,
+                                   class_names=job.class_names)
     with tempfile.TemporaryDirectory(prefix="pggan-ckpt-") as tmp:
         ckpt_io.save_checkpoint(tmp, state)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp), checkpoint_dir_name=name)
@@ -196,9 +206,10 @@ def _next_checkpoint(plan: StagePlan, job: StageJob, nimg: int) -> int:
     return min(boundary, plan.fade_nimg) if nimg < plan.fade_nimg else boundary
 
 
-def _batches(plan: StagePlan, world: int, device: torch.device):
-    """Endless per-rank minibatches uint8 [n, R, R, 3] on `device` from this worker's shard (see
-    pggan.batches.cycle_batches). Ray Data's prefetch thread does the copy to a GPU, from pinned memory."""
+def _batches(plan: StagePlan, world: int, device: torch.device, conditional: bool):
+    """Endless per-rank minibatches (uint8 [n, R, R, 3], labels int64 [n] or None) on `device` from this worker's
+    shard (see pggan.batches.cycle_batches). Ray Data's prefetch thread does the copy to a GPU, from pinned
+    memory. Each image's label comes in the same row, so shards, shuffles and the cache keep the pairs."""
     import ray.train
 
     shard = ray.train.get_dataset_shard("train")
@@ -208,7 +219,7 @@ def _batches(plan: StagePlan, world: int, device: torch.device):
         for batch in shard.iter_torch_batches(batch_size=per_rank, drop_last=True, prefetch_batches=2,
                                               local_shuffle_buffer_size=max(4 * per_rank, 64),
                                               device=device, pin_memory=device.type == "cuda"):
-            yield batch["image"]
+            yield (batch["image"], batch["label"]) if conditional else (batch["image"],)
 
     return cycle_batches(epoch(), epoch, per_rank, CACHE_BYTES)
 
@@ -247,17 +258,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if note:
         progress.note(f"warning: {note}")
     data_digest, steps = (hashlib.sha256() if job.data_digest else None), 0
-    next_ckpt, batches = _next_checkpoint(plan, job, nimg), _batches(plan, world, device)
+    next_ckpt, batches = _next_checkpoint(plan, job, nimg), _batches(plan, world, device, job.num_classes > 0)
+    probs = label_distribution(job.class_counts).to(device) if job.num_classes else None  # [K] fakes' labels
     while nimg < plan.total_nimg:
         alpha = alpha_at(job.cfg.schedule, job.res, nimg)
-        images = next(batches)                                   # uint8 [n, R, R, 3] on `device`
+        images, *labels = next(batches)                          # uint8 [n, R, R, 3] (, int64 [n]) on `device`
         if data_digest is not None:
             data_digest.update(images.cpu().numpy().tobytes())
         reals = stage_rules.real_batch(images, job.cfg, device)  # [n, 3, R, R] in [-1, 1]
         if job.fault_nan_at is not None and nimg >= job.fault_nan_at and rank == 0:
             reals = reals * float("nan")
         try:
-            stats = train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, job.cfg)
+            stats = train_step(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, reals, alpha, job.cfg,
+                               real_labels=labels[0] if labels else None, label_probs=probs)
         except NonFiniteLossError as e:
             raise NonFiniteLossError(f"{e} at {job.res}x{job.res}, {nimg} images into the stage "
                                               f"(alpha {alpha:.3f})") from None
@@ -285,7 +298,8 @@ def _training_dataset(job: StageJob):
 
     ray.data.DataContext.get_current().enable_progress_bars = False
     fs, path = st.pyarrow_filesystem(level_url(job.dataset_url, job.res), job.cfg.storage)
-    return ray.data.read_parquet(path, filesystem=fs, shuffle="files").select_columns(["image"])
+    columns = ["image", "label"] if job.num_classes else ["image"]
+    return ray.data.read_parquet(path, filesystem=fs, shuffle="files").select_columns(columns)
 
 
 def failure_reason(error: BaseException) -> str:

@@ -4,8 +4,12 @@ One artifact, two flavours. `mlflow.pytorch.load_model(uri)` returns the pggan G
 the pggan package must be importable where it is loaded). `mlflow.pyfunc.load_model(uri)` and
 `mlflow models serve -m models:/pggan@champion --env-manager local` use this module's `_load_pyfunc`: a request
 row {"num": N, "seed": S, "psi": P} (seed optional, default 0; psi, StyleGAN's truncation, optional, default
-1 = none) answers N rows {"request", "seed", "index", "png"} with
-base64-encoded PNG images, the same images `pggan generate --seed S` makes. The model signature describes this
+1 = none) answers N rows {"request", "seed", "index", "png"} with base64-encoded PNG images, the same images
+`pggan generate --seed S` makes. A conditional model also takes an
+optional "label" per row (a class name, or its index as a string: "circle" or "0"): all of that row's images are
+of that class; without, they take the classes in turn (image i of class i mod K, as `pggan generate`), and the
+answer's "label" column names each image's class. A label outside the classes is refused with one line listing
+them; a label given to an unconditional model, likewise. The model signature describes this
 serving interface (the pytorch flavour takes latents [N, latent_dim] and needs no signature).
 """
 from __future__ import annotations
@@ -23,7 +27,7 @@ from mlflow.models import ModelSignature
 from mlflow.pyfunc import add_to_model
 from mlflow.types import ColSpec, Schema
 
-from pggan.generate import GenerateError, check_request, generate_images, latent_dim_of
+from pggan.generate import GenerateError, check_request, generate_images, image_labels, latent_dim_of
 from pggan.imaging import encode_png
 
 MAX_IMAGES_PER_REQUEST = 256
@@ -33,9 +37,9 @@ INPUT_EXAMPLE = pd.DataFrame({"num": [2], "seed": [0]})
 
 def serving_signature() -> ModelSignature:
     inputs = Schema([ColSpec("long", "num"), ColSpec("long", "seed", required=False),
-                     ColSpec("double", "psi", required=False)])
+                     ColSpec("double", "psi", required=False), ColSpec("string", "label", required=False)])
     outputs = Schema([ColSpec("long", "request"), ColSpec("long", "seed"), ColSpec("long", "index"),
-                      ColSpec("string", "png")])
+                      ColSpec("string", "png"), ColSpec("string", "label", required=False)])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
@@ -51,9 +55,12 @@ def pip_requirements() -> list[str]:
 def model_metadata(G: torch.nn.Module) -> dict[str, Any]:
     import dataclasses
 
+    from pggan.labels import generator_classes
+
     return {"pggan.resolution": int(G.resolution), "pggan.latent_dim": latent_dim_of(G),
             "pggan.arch": getattr(G.model, "arch", "pggan"),
-            "pggan.model": dataclasses.asdict(G.model)}
+            "pggan.model": dataclasses.asdict(G.model),
+            "pggan.class_names": list(generator_classes(G))}     # [] for an unconditional generator
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -94,37 +101,42 @@ class GeneratorService:
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         del params
         rows = _request_rows(model_input)
-        total = sum(num for num, _ in rows)
+        total = sum(num for num, _, _ in rows)
         if total > MAX_IMAGES_PER_REQUEST:
             raise MlflowException.invalid_parameter_value(
                 f"{total} images requested; at most {MAX_IMAGES_PER_REQUEST} per request - split the request")
+        from pggan.labels import generator_classes
+
+        names = generator_classes(self.generator)
         psis = _request_psis(model_input)
         out = []
-        for i, (num, seed) in enumerate(rows):
+        for i, (num, seed, label) in enumerate(rows):
             try:
-                images = generate_images(self.generator, num, seed, psi=psis[i])  # [num, R, R, 3]
+                classes = image_labels(self.generator, num, None if label is None else [label])   # [num] or None
+                images = generate_images(self.generator, num, seed, psi=psis[i], labels=classes)  # [num, R, R, 3]
             except GenerateError as e:
                 raise MlflowException.invalid_parameter_value(str(e)) from None
-            out += [{"request": i, "seed": seed, "index": j, "png": base64.b64encode(encode_png(img)).decode()}
-                    for j, img in enumerate(images)]
-        return pd.DataFrame(out, columns=["request", "seed", "index", "png"])
+            out += [{"request": i, "seed": seed, "index": j, "png": base64.b64encode(encode_png(img)).decode(),
+                     **({"label": names[int(classes[j])]} if names else {})} for j, img in enumerate(images)]
+        return pd.DataFrame(out, columns=["request", "seed", "index", "png"] + (["label"] if names else []))
 
 
-def _request_rows(model_input: Any) -> list[tuple[int, int]]:
+def _request_rows(model_input: Any) -> list[tuple[int, int, str | None]]:
     frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
     if "num" not in frame.columns:
         raise MlflowException.invalid_parameter_value(
             f"request columns {list(frame.columns)}: expected 'num' (and optionally 'seed'), e.g. "
             '{"dataframe_records": [{"num": 4, "seed": 0}]}')
     seeds = frame["seed"] if "seed" in frame.columns else pd.Series([0] * len(frame))
+    labels = frame["label"] if "label" in frame.columns else pd.Series([None] * len(frame))
     rows = []
-    for num, seed in zip(frame["num"], seeds):
+    for num, seed, label in zip(frame["num"], seeds, labels):
         seed = 0 if seed is None or (isinstance(seed, float) and np.isnan(seed)) else int(seed)
         try:
             check_request(int(num), seed, MAX_IMAGES_PER_REQUEST)
         except GenerateError as e:
             raise MlflowException.invalid_parameter_value(str(e)) from None
-        rows.append((int(num), seed))
+        rows.append((int(num), seed, _label_of(label)))
     return rows
 
 
@@ -134,6 +146,16 @@ def _request_psis(model_input: Any) -> list[float]:
     if "psi" not in frame.columns:
         return [1.0] * len(frame)
     return [1.0 if psi is None or (isinstance(psi, float) and np.isnan(psi)) else float(psi) for psi in frame["psi"]]
+
+
+def _label_of(value: Any) -> str | None:
+    """A request's label cell: None when absent (missing column, null, NaN, ""), else as text ("circle", "0")."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, (int, np.integer)) or (isinstance(value, float) and value.is_integer()):
+        return str(int(value))
+    text = str(value).strip()
+    return text or None
 
 
 def decode_png_column(frame: pd.DataFrame) -> np.ndarray:

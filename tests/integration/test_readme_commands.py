@@ -35,6 +35,7 @@ RULES = [
     (r"(python pipelines/ingest\.py|pggan ingest)\b", CHECK, "reads a bucket or a folder of the user's"),
     (r"(python pipelines/evaluate\.py|pggan (generate|evaluate))\b", CHECK, "needs a trained, registered model"),
     (r"pggan status\b", CHECK, "needs a run's manifest (run.json) under the root"),
+    (r"pggan make-demo-data\b", CHECK, "writes 2000 images by default (seconds to a minute)"),
     (r"mlflow models serve\b", CHECK, "starts a model server for a registered model"),
     (r"ray job submit\b", CHECK, "needs a running Ray cluster (the command it submits is checked too)"),
     (r"ray (up|down|dashboard|job logs)\b", CHECK, "needs AWS credentials and a cluster"),
