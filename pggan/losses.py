@@ -107,14 +107,21 @@ def d_loss_wgan_gp(D: Critic, reals: torch.Tensor, fakes: torch.Tensor, alpha: f
     gp = gradient_penalty(D, reals, fakes, alpha, gp_target)    # [N]
     drift_term = real_scores.square()                           # [N]
     per_sample = fake_scores - real_scores + gp_lambda * gp + drift * drift_term         # [N]
-    aux_stats: dict[str, torch.Tensor] = {}
-    if real_logits is not None:
-        aux, aux_stats = d_aux_terms(real_logits, real_labels, fake_logits, fake_labels)
-        per_sample = per_sample + aux_weight * aux
-    loss = per_sample.mean()
+    loss, aux_stats = _d_loss(per_sample, real_logits, real_labels, fake_logits, fake_labels, aux_weight)
     # one device sync for all figures
     return loss, synced_stats({"d_loss": loss, "gp": gp.mean(), "drift": drift_term.mean(),
                                "wdist": (real_scores - fake_scores).mean(), **aux_stats})
+
+
+def _d_loss(per_sample: torch.Tensor, real_logits: torch.Tensor | None, real_labels: torch.Tensor | None,
+            fake_logits: torch.Tensor | None, fake_labels: torch.Tensor | None, aux_weight: float
+            ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """D's loss from its per-sample loss [N], plus aux_weight * the AC-GAN term when D is conditional; the
+    AC-GAN stat tensors ({} when unconditional)."""
+    if real_logits is None:
+        return per_sample.mean(), {}
+    aux, aux_stats = d_aux_terms(real_logits, real_labels, fake_logits, fake_labels)
+    return (per_sample + aux_weight * aux).mean(), aux_stats
 
 
 def g_loss_wgan(D: Critic, fakes: torch.Tensor, alpha: float, labels: torch.Tensor | None = None,
@@ -159,11 +166,7 @@ def d_loss_logistic_r1(D: Critic, reals: torch.Tensor, fakes: torch.Tensor, alph
         real_scores, real_logits = critic_outputs(D, x, alpha, real_labels)             # [N], [N, K] | None
         r1 = r1_penalty(real_scores, x) if r1_gamma > 0 else torch.zeros_like(real_scores)  # [N]
     per_sample = F.softplus(fake_scores) + F.softplus(-real_scores) + (r1_gamma / 2) * r1   # [N]
-    aux_stats: dict[str, torch.Tensor] = {}
-    if real_logits is not None:
-        aux, aux_stats = d_aux_terms(real_logits, real_labels, fake_logits, fake_labels)
-        per_sample = per_sample + aux_weight * aux
-    loss = per_sample.mean()
+    loss, aux_stats = _d_loss(per_sample, real_logits, real_labels, fake_logits, fake_labels, aux_weight)
     return loss, synced_stats({"d_loss": loss, "r1": r1.mean(), "real_score": real_scores.mean(),
                                "fake_score": fake_scores.mean(), **aux_stats})
 

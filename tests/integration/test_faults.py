@@ -35,21 +35,28 @@ def wait_for(what: str, ready, timeout_s: float = 600.0, poll_s: float = 0.1, pr
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def test_a_killed_worker_restarts_the_stage_from_its_newest_checkpoint(tiny_root):
-    cfg = worker_config(tiny_config(tiny_root, "schedule.stabilize_kimg=2.4"))
-    job = StageJob(cfg, "killworker", 4, dataset_url(cfg))
+def run_stage_killing_rank1(job: StageJob, root: str) -> tuple[dict, dict]:
+    """Run `job` while SIGKILLing its rank-1 worker once two checkpoints exist. Returns (the stage's result,
+    {"checkpoints": the checkpoints at the kill, "pid": the killed pid})."""
     killed: dict = {}
 
     def kill_rank1_after_two_checkpoints() -> None:
-        wait_for("two checkpoints", lambda: len(checkpoint_nimgs(tiny_root, "killworker", 4)) >= 2)
-        killed["checkpoints"] = checkpoint_nimgs(tiny_root, "killworker", 4)
-        killed["pid"] = starts(tiny_root, "killworker", 4)[-1]["pids"][1]
+        wait_for("two checkpoints", lambda: len(checkpoint_nimgs(root, job.run_id, job.res)) >= 2)
+        killed["checkpoints"] = checkpoint_nimgs(root, job.run_id, job.res)
+        killed["pid"] = starts(root, job.run_id, job.res)[-1]["pids"][1]
         os.kill(killed["pid"], signal.SIGKILL)
 
     killer = threading.Thread(target=kill_rank1_after_two_checkpoints, daemon=True)
     killer.start()
     out = run_stage(job)
     killer.join(timeout=5)
+    return out, killed
+
+
+def test_a_killed_worker_restarts_the_stage_from_its_newest_checkpoint(tiny_root):
+    cfg = worker_config(tiny_config(tiny_root, "schedule.stabilize_kimg=2.4"))
+    job = StageJob(cfg, "killworker", 4, dataset_url(cfg))
+    out, killed = run_stage_killing_rank1(job, tiny_root)
 
     first, second = starts(tiny_root, "killworker", 4)
     assert first["source"] == "fresh" and killed["pid"] in first["pids"]

@@ -7,8 +7,6 @@ import contextlib
 import io
 import json
 import os
-import signal
-import threading
 import uuid
 
 import numpy as np
@@ -22,10 +20,10 @@ from pggan.generate import generate_images, load_generator
 from pggan.tracking.client import client_for
 from pggan.tracking.registry import ALIAS_NEWEST
 from pipelines.runtime import worker_config
-from pipelines.train_stage import StageJob, run_stage
-from test_faults import wait_for  # tests/integration is on sys.path
+from pipelines.train_stage import StageJob
+from test_faults import run_stage_killing_rank1  # tests/integration is on sys.path
 from test_mlflow_full_run import parent_and_children
-from train_helpers import checkpoint_nimgs, run_dir, starts, tiny_config
+from train_helpers import run_dir, starts, tiny_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]
 
@@ -93,18 +91,7 @@ def test_a_tiny_stylegan_run_with_logistic_r1_trains_registers_and_generates(tin
 def test_a_killed_worker_restarts_a_stylegan_wgan_gp_stage_from_its_newest_checkpoint(tiny_root):
     cfg = worker_config(tiny_config(tiny_root, *STYLE, "optim.loss=wgan-gp", "schedule.stabilize_kimg=1.2"))
     job = StageJob(cfg, "stylekill", 4, dataset_url(cfg))
-    killed: dict = {}
-
-    def kill_rank1_after_two_checkpoints() -> None:
-        wait_for("two checkpoints", lambda: len(checkpoint_nimgs(tiny_root, "stylekill", 4)) >= 2)
-        killed["checkpoints"] = checkpoint_nimgs(tiny_root, "stylekill", 4)
-        killed["pid"] = starts(tiny_root, "stylekill", 4)[-1]["pids"][1]
-        os.kill(killed["pid"], signal.SIGKILL)
-
-    killer = threading.Thread(target=kill_rank1_after_two_checkpoints, daemon=True)
-    killer.start()
-    out = run_stage(job)
-    killer.join(timeout=5)
+    out, killed = run_stage_killing_rank1(job, tiny_root)
 
     first, second = starts(tiny_root, "stylekill", 4)
     assert first["source"] == "fresh" and second["source"] == "checkpoint"
