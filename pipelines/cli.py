@@ -27,6 +27,10 @@ def add_summary_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-classes", type=int, default=0, metavar="K",
                         help="tabulate conditional networks for K classes (data.labels=folders: the data set's "
                              "class count); adds G's label embedding and D's K class logits (default 0)")
+    parser.add_argument("--model", default=None, metavar="SOURCE",
+                        help="tabulate a trained generator's networks instead of the config's: models:/NAME@ALIAS, "
+                             "runs:/ID/generator or a checkpoint; prints its class names if conditional")
+    add_tracking_uri_arg(parser)
 
 
 def run_summary(args: argparse.Namespace) -> int:
@@ -35,6 +39,8 @@ def run_summary(args: argparse.Namespace) -> int:
     from pggan.nn.summary import summary_text
 
     cfg = config_from_args(args)
+    if args.model:
+        return _summarize_model(args, cfg)
     resolution = args.resolution or cfg.data.resolution
     try:
         check_resolution(resolution)
@@ -43,6 +49,23 @@ def run_summary(args: argparse.Namespace) -> int:
     if args.num_classes < 0 or args.num_classes == 1:
         raise ConfigError(f"--num-classes {args.num_classes}: 0 (unconditional) or at least 2 classes")
     print(summary_text(cfg.model, resolution, args.num_classes))
+    return 0
+
+
+def _summarize_model(args: argparse.Namespace, cfg) -> int:
+    """The tables of a trained generator (its own model config, resolution and classes) and its class names."""
+    from pggan.generate import GenerateError, load_generator, tracking_uri_for
+    from pggan.labels import generator_classes
+    from pggan.nn.summary import summary_text
+
+    try:
+        G = load_generator(args.model, cfg.storage, tracking_uri_for(args.model, args.tracking_uri, cfg))
+    except GenerateError as e:
+        raise ConfigError(f"--model {args.model}: {e}") from None
+    names = generator_classes(G)
+    print(summary_text(G.model, G.resolution, len(names)))
+    print(f"\nClasses ({len(names)}): " + ", ".join(f"{i}={n}" for i, n in enumerate(names)) if names
+          else "\nUnconditional (no classes)")
     return 0
 
 

@@ -128,6 +128,21 @@ def test_a_checkpoint_carries_the_class_names_and_rebuilds_g_and_d_with_them(cfg
     assert model_metadata(ckpt_io.build_generator(loaded))["pggan.class_names"] == list(NAMES)
 
 
+def test_summary_of_a_trained_model_shows_its_conditional_tables_and_class_names(cfg, tmp_path, capsys):
+    from pipelines.cli import main
+
+    G, nets = conditional_g(cfg)
+    state = ckpt_io.training_state(nets.G, nets.D, nets.G_ema, nets.opt_G, nets.opt_D, resolution=8, stage_nimg=16,
+                                   alpha=1.0, rng=[ckpt_io.capture_rng()], config=cfg, class_names=NAMES)
+    ckpt_io.save_checkpoint(str(tmp_path / "ckpt"), state)
+    assert main(["summary", "--model", str(tmp_path / "ckpt"), "--set", f"storage.root={tmp_path}"]) == 0
+    out = capsys.readouterr().out
+    assert "Label embedding" in out and "8x8" in out
+    assert "Classes (3): 0=circle, 1=square, 2=triangle" in out
+    assert main(["summary", "--model", str(tmp_path / "missing"), "--set", f"storage.root={tmp_path}"]) == 2
+    assert "--model" in capsys.readouterr().err
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Generating and serving a chosen class.
 
